@@ -1,0 +1,30 @@
+# The two commands a fresh machine needs: `make demo` (the main job) and `make test`.
+.PHONY: demo test deps lint typecheck unit lab-tests bench clean
+
+VENV := .venv/bin
+
+deps:
+	bash scripts/install-deps.sh
+
+demo: deps
+	$(VENV)/capstan plan -f examples/ha.yaml --out out/
+
+lint: deps
+	$(VENV)/ruff check src tests bench
+	$(VENV)/ruff format --check src tests bench
+
+typecheck: deps
+	$(VENV)/mypy
+
+# pytest exits 5 when it collects nothing; make treats that as a failure, as it should.
+test: lint typecheck
+	$(VENV)/pytest -q
+
+unit: deps
+	$(VENV)/pytest -q tests/unit
+
+bench: deps
+	$(VENV)/python bench/lab_bench.py
+
+clean:
+	rm -rf out .pytest_cache .mypy_cache .ruff_cache
