@@ -63,7 +63,7 @@ def test_plan_json_lists_the_create_phases() -> None:
     assert by_id["cp-init"]["hosts"] == ["cp1"]
     assert by_id["cp-join"] == {**by_id["cp-join"], "hosts": ["cp2", "cp3"], "concurrency": "serial"}
     assert by_id["worker-join"]["hosts"] == ["w1", "w2"]
-    assert by_id["api-lb"]["hosts"] == ["w1", "w2"]
+    assert by_id["api-lb"]["hosts"] == ["cp1", "cp2", "cp3", "w1", "w2"]
 
 
 def test_plan_text_shows_order_and_concurrency() -> None:
@@ -80,3 +80,16 @@ def test_versions_lists_pins() -> None:
     r = capstan("versions")
     assert r.returncode == 0, r.stderr
     assert "1.36.4" in r.stdout and "3.6.14" in r.stdout
+
+
+def test_import_kubespray_writes_spec_and_lists_unmapped_keys(tmp_path: Path) -> None:
+    inv = Path(__file__).parent / "fixtures" / "kubespray" / "mycluster" / "inventory.ini"
+    out = tmp_path / "cluster.yaml"
+    r = capstan("import", "kubespray", str(inv), "-o", str(out), "--name", "imported")
+    assert r.returncode == 0, r.stderr
+    assert out.is_file() and str(out) in r.stdout
+    warnings = [line for line in r.stderr.splitlines() if line.startswith("warning: ")]
+    assert any("ntp_enabled" in w for w in warnings), r.stderr
+    r = capstan("plan", "-f", str(out), "--format", "json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["cluster"] == "imported"

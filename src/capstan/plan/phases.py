@@ -63,7 +63,7 @@ def _workers(c: Cluster) -> list[Host]:
 def _api_lb(c: Cluster) -> list[Host]:
     mode = c.spec.control_plane_endpoint.mode
     if mode == "local-lb":
-        return [h for h in c.nodes if "control-plane" not in h.roles]
+        return c.nodes
     if mode == "vip":
         return c.control_planes
     return []
@@ -88,7 +88,7 @@ CREATE_PHASES: tuple[Phase, ...] = (
     Phase("etcd", "etcd cluster", "together", _etcd,
           "members started together; health checked over TLS"),
     Phase("api-lb", "API endpoint", "parallel", _api_lb,
-          "node-local haproxy/nginx on non-control-plane nodes, or keepalived VIP on control planes"),
+          "node-local haproxy/nginx on every node, or keepalived VIP on control planes"),
     Phase("cp-init", "First control plane", "once", _first_cp,
           "kubeadm init guarded by a fact (never twice); wait for /readyz"),
     Phase("cp-join", "Control-plane joins", "serial", _other_cps,

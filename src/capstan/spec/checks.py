@@ -103,6 +103,11 @@ def check_endpoint(c: Cluster) -> Iterator[SpecError]:
     cpe = c.spec.control_plane_endpoint
     path = "spec.controlPlaneEndpoint"
     if cpe.mode == "local-lb":
+        if cpe.local_lb_port == c.spec.kubernetes.apiserver_port:
+            yield SpecError(
+                f"{path}.localLbPort",
+                f"the local balancer needs its own port, not the apiserver port {cpe.local_lb_port}",
+            )
         if cpe.address is not None:
             yield SpecError(f"{path}.address", "address is only used with mode external or vip")
         return

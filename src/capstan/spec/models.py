@@ -20,6 +20,8 @@ from pydantic.alias_generators import to_camel
 API_VERSION = "capstan.dev/v1alpha1"
 
 _DNS_LABEL = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+# Node names are DNS-1123 subdomains (Kubespray inventories often use FQDNs).
+_DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?(\.[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?)*$"
 _VERSION = r"^v?\d+\.\d+\.\d+$"
 
 Role = Literal["control-plane", "etcd", "worker"]
@@ -83,7 +85,7 @@ class SSH(Model):
 class Host(Model):
     """One machine of the cluster and what it does."""
 
-    name: str = Field(pattern=_DNS_LABEL, description="node name (DNS label)")
+    name: str = Field(pattern=_DNS_SUBDOMAIN, max_length=253, description="node name (DNS-1123 subdomain)")
     address: str = Field(min_length=1, description="SSH address (ansible_host)")
     port: int | None = Field(default=None, ge=1, le=65535)
     user: str | None = None
@@ -94,7 +96,7 @@ class Host(Model):
     roles: list[Role] = Field(min_length=1)
     labels: dict[str, str] = Field(default_factory=dict)
     taints: list[Taint] = Field(default_factory=list)
-    etcd_member_name: str | None = Field(default=None, pattern=_DNS_LABEL)
+    etcd_member_name: str | None = Field(default=None, pattern=_DNS_SUBDOMAIN)
     bastion: Bastion | None = None
 
     @field_validator("roles")
@@ -295,14 +297,17 @@ class VIP(Model):
 class ControlPlaneEndpoint(Model):
     """How nodes reach the apiservers.
 
-    ``local-lb``: a TCP balancer on 127.0.0.1:<apiserverPort> on every non-control-plane node; control
-    planes reach their own apiserver on the same address, so one endpoint serves every node.
+    ``local-lb``: a TCP balancer on 127.0.0.1:<localLbPort> on every node, control planes included, with
+    every apiserver as a backend; it is the cluster's endpoint everywhere. It listens on its own port
+    (not the apiserver's) so that it can run beside an apiserver bound to 0.0.0.0, and so a control
+    plane that is joining (its own apiserver not yet up) already reaches the API through it.
     ``external``: a load balancer you run, at ``address``. ``vip``: keepalived moves ``address``
     between the control-plane hosts.
     """
 
     mode: Literal["local-lb", "external", "vip"] = "local-lb"
     local_lb: Literal["haproxy", "nginx"] = "haproxy"
+    local_lb_port: int = Field(default=6444, ge=1, le=65535)
     address: str | None = None
     port: int | None = Field(default=None, ge=1, le=65535)
     vip: VIP = Field(default_factory=VIP)
@@ -397,7 +402,7 @@ class Drain(Model):
     timeout_seconds: int = Field(default=360, ge=1)
     retries: int = Field(default=3, ge=0)
     retry_delay_seconds: int = Field(default=10, ge=0)
-    delete_emptydir_data: bool = True
+    delete_empty_dir_data: bool = True
 
 
 class Pause(Model):
@@ -513,6 +518,6 @@ class Cluster(Model):
         """The address and port kubelets and kubeconfigs use to reach the apiservers."""
         cpe = self.spec.control_plane_endpoint
         if cpe.mode == "local-lb":
-            return "127.0.0.1", self.spec.kubernetes.apiserver_port
+            return "127.0.0.1", cpe.local_lb_port
         assert cpe.address is not None  # enforced by checks
         return cpe.address, cpe.port or self.spec.kubernetes.apiserver_port
