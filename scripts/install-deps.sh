@@ -8,8 +8,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(openssh-server openssh-client etcd-server etcd-client haproxy nginx keepalived containerd runc
-  tini nftables iproute2 openssl curl ca-certificates make)
+APT_PACKAGES=(
+  # lab hosts: sshd and the real services capstan installs and runs
+  openssh-server openssh-client etcd-server etcd-client haproxy nginx libnginx-mod-stream keepalived
+  containerd runc containernetworking-plugins tini nftables iproute2 systemd
+  # what OS preparation installs on a node (hosts have no network, so the image carries them)
+  curl socat conntrack ipset ipvsadm iptables ebtables rsync tar openssl ca-certificates
+  # the stand-ins run on the hosts' system Python
+  python3-yaml python3-cryptography
+  make)
 
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
