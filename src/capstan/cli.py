@@ -61,6 +61,29 @@ def plan(
 
 
 @app.command()
+def create(
+    file: SpecOpt,
+    until: Annotated[str | None, typer.Option("--until", help="stop after this phase")] = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="report what would change")] = False,
+) -> None:
+    """Create (or converge) the cluster: the create-cluster flow, run here against the Prefect API."""
+    from capstan.prefect_env import apply_defaults
+
+    apply_defaults()
+    from capstan.spec import load_spec
+
+    load_spec(file)  # a bad spec is reported before Prefect starts
+    from capstan.flows.create import create_cluster
+    from capstan.prefect_env import quiet_console_tracebacks
+
+    quiet_console_tracebacks()
+
+    result = create_cluster(spec_path=str(file.resolve()), until=until, dry_run=dry_run)
+    for host, info in result["hosts"].items():
+        typer.echo(f"{host}: {info['changed']} changed, {info['unchanged']} unchanged")
+
+
+@app.command()
 def versions() -> None:
     """List the supported Kubernetes versions and the component versions pinned for each."""
     from rich.console import Console

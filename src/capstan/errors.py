@@ -20,6 +20,9 @@ class SpecError(CapstanError):
         self.message = message
         super().__init__(f"{path}: {message}" if path else message)
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[str, str]]:
+        return (type(self), (self.path, self.message))
+
 
 class PKIError(CapstanError):
     """Certificate material is missing, inconsistent or cannot be loaded."""
@@ -42,7 +45,12 @@ class TransportError(CapstanError):
 
     def __init__(self, host: str, message: str) -> None:
         self.host = host
+        self.message = message
         super().__init__(f"{host}: {message}")
+
+    def __reduce__(self) -> tuple[type[TransportError], tuple[str, str]]:
+        # Exceptions cross process boundaries in Prefect states; rebuild from our own arguments.
+        return (type(self), (self.host, self.message))
 
 
 class ConnectError(TransportError):
@@ -58,7 +66,11 @@ class HostKeyError(CapstanError):
 
     def __init__(self, host: str, message: str) -> None:
         self.host = host
+        self.message = message
         super().__init__(f"{host}: {message}")
+
+    def __reduce__(self) -> tuple[type[HostKeyError], tuple[str, str]]:
+        return (type(self), (self.host, self.message))
 
 
 class CommandFailed(CapstanError):
@@ -73,6 +85,13 @@ class CommandFailed(CapstanError):
         tail = " | ".join(line for line in stderr.strip().splitlines()[-3:])
         msg = f"{host}: `{cmd}` exited {exit_code}"
         super().__init__(f"{msg}: {tail}" if tail else msg)
+
+    def __reduce__(self) -> tuple[type[CommandFailed], tuple[str, list[str] | str, int, str]]:
+        return (type(self), (self.host, self.argv, self.exit_code, self.stderr))
+
+
+class PhaseFailed(CapstanError):
+    """A phase failed on one or more hosts; the message names each host and its error."""
 
 
 class LabError(CapstanError):

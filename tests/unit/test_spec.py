@@ -50,7 +50,7 @@ def test_production_defaults() -> None:
     assert str(s.kubernetes.service_cidr) == "10.233.0.0/18"
     assert s.kubernetes.first_service_ip == "10.233.0.1"
     assert s.pki.key_algorithm == "ecdsa-p256"
-    assert c.endpoint == ("127.0.0.1", 6443)
+    assert c.endpoint == ("127.0.0.1", 6444)
     assert [h.name for h in c.workers] == ["w1", "w2"]
     assert str(c.host("w2").taints[0]) == "dedicated=batch:NoSchedule"
 

@@ -36,6 +36,8 @@ def spec_document(
     """The cluster spec as a plain document; ``hosts`` are (name, ip, roles)."""
     spec: dict[str, Any] = {
         "ssh": {"user": "root", "keyPath": str(key_path), "knownHostsPath": str(known_hosts_path)},
+        # Lab hosts are namespaces on one kernel: vm.*/kernel.*/fs.* sysctls are machine-wide.
+        "os": {"sharedKernel": True},
         "hosts": [{"name": n, "address": ip, "ip": ip, "roles": list(roles)} for n, ip, roles in hosts],
     }
     if mirror_url:

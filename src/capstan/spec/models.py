@@ -446,11 +446,23 @@ class PKISettings(Model):
     renew_within_days: int = Field(default=30, ge=0)
 
 
+class OSSettings(Model):
+    """How hosts are prepared."""
+
+    shared_kernel: bool = Field(
+        default=False,
+        description="hosts are containers sharing one kernel (LXC/LXD, capstan's lab): only the "
+        "namespaced net.* sysctls are set at runtime; the others are persisted for real machines only",
+    )
+    max_clock_skew_seconds: float = Field(default=10.0, gt=0, description="refuse hosts whose clock is off")
+
+
 class ClusterSpecBody(Model):
     """``spec:`` of a Cluster."""
 
     hosts: list[Host] = Field(min_length=1)
     ssh: SSH = Field(default_factory=SSH)
+    os: OSSettings = Field(default_factory=OSSettings)
     kubernetes: Kubernetes = Field(default_factory=Kubernetes)
     etcd: Etcd = Field(default_factory=Etcd)
     container_runtime: ContainerRuntime = Field(default_factory=ContainerRuntime)

@@ -1,0 +1,91 @@
+"""create-cluster: Kubespray's cluster.yml as a Prefect flow.
+
+The phases and their order come from ``capstan.plan.phases.CREATE_PHASES`` (what ``capstan plan``
+prints); each runs as one task per host with the phase's concurrency (``capstan.tasks.runner``). A
+phase that fails on any host stops the flow after every host of that phase has finished; retrying the
+same flow run skips every (phase, host) task that already completed.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, cast
+
+from prefect import flow
+from prefect.context import get_run_context
+from prefect.futures import PrefectFuture
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+import capstan.tasks.create  # noqa: F401  (registers the phase implementations)
+from capstan.errors import CapstanError
+from capstan.plan.phases import CREATE_PHASES
+from capstan.spec import load_spec
+from capstan.tasks.runner import PhaseOutcome, run_phase
+from capstan.tasks.session import Session, TransportFactory, fabric_transport, register, unregister
+
+MAX_PARALLEL_HOSTS = 20
+
+
+def bounded_runner() -> TaskRunner[PrefectFuture[Any]]:
+    """Prefect's thread pool is unbounded by default: 500 hosts would mean 500 SSH sessions at once."""
+    return cast("TaskRunner[PrefectFuture[Any]]", ThreadPoolTaskRunner(max_workers=MAX_PARALLEL_HOSTS))
+
+
+def summarize(outcomes: list[PhaseOutcome]) -> dict[str, Any]:
+    """Per-host change counts by phase (no secrets: counts, notes and durations only)."""
+    hosts: dict[str, dict[str, Any]] = defaultdict(lambda: {"changed": 0, "unchanged": 0, "phases": {}})
+    for o in outcomes:
+        h = hosts[o.host]
+        h["changed"] += o.changed
+        h["unchanged"] += o.unchanged
+        h["phases"][o.phase] = {"changed": o.changed, "unchanged": o.unchanged, "seconds": o.seconds}
+    return {"hosts": dict(hosts), "changed": sum(h["changed"] for h in hosts.values())}
+
+
+def _run_key() -> str:
+    ctx = get_run_context()
+    flow_run = getattr(ctx, "flow_run", None)
+    if flow_run is None:  # pragma: no cover - always inside a flow run
+        raise CapstanError("create-cluster must run as a Prefect flow")
+    return str(flow_run.id)
+
+
+def run_create(
+    spec_path: str,
+    *,
+    until: str | None = None,
+    dry_run: bool = False,
+    factory: TransportFactory = fabric_transport,
+) -> dict[str, Any]:
+    """The body of the flow, callable with another transport factory by tests of the flow logic."""
+    cluster = load_spec(spec_path)
+    ids = [p.id for p in CREATE_PHASES]
+    if until is not None and until not in ids:
+        raise CapstanError(f"--until: unknown phase {until!r} (phases: {', '.join(ids)})")
+    session = register(Session(_run_key(), cluster, factory=factory, dry_run=dry_run))
+    outcomes: list[PhaseOutcome] = []
+    try:
+        for phase in CREATE_PHASES:
+            outcomes += run_phase(phase, session)
+            if phase.id == until:
+                break
+    finally:
+        unregister(session.key)
+    return summarize(outcomes)
+
+
+@flow(
+    name="create-cluster",
+    task_runner=bounded_runner(),
+    persist_result=True,
+    log_prints=True,
+)
+def create_cluster(spec_path: str, until: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Create (or converge) the cluster described by the spec at ``spec_path``.
+
+    Args:
+        spec_path: path of cluster.yaml on the machine running the flow.
+        until: stop after this phase (e.g. "os-prep"); all phases when empty.
+        dry_run: gather facts and report what would change, without changing anything.
+    """
+    return run_create(spec_path, until=until, dry_run=dry_run)

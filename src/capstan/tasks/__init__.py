@@ -1,0 +1,1 @@
+"""Prefect tasks: one phase on one host. Phase implementations register themselves in ``runner``."""

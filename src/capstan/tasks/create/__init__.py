@@ -1,0 +1,5 @@
+"""The create-cluster phase implementations; importing this package registers them all."""
+
+from capstan.tasks.create import facts, osprep
+
+__all__ = ["facts", "osprep"]

@@ -1,0 +1,138 @@
+"""A flow run's working state: the spec, one SSH connection per host, and cluster-wide material.
+
+Prefect task parameters must stay small, serialisable and free of secrets, so tasks receive only a
+phase id, a host name and the run key; everything else (connections, the CA, generated secrets) lives in
+a ``Session`` found by that key in this process. A retried flow run builds a fresh session: nothing
+here is an authority, the cluster is (the CA and secrets are re-read from the first control plane).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from capstan.errors import CapstanError
+from capstan.remote.base import Transport
+from capstan.spec.models import Cluster, Host
+
+if TYPE_CHECKING:
+    from capstan.remote.fabric import FabricTransport
+
+TransportFactory = Callable[[Cluster, Host], Transport]
+
+
+def default_known_hosts(cluster: Cluster) -> Path:
+    configured = cluster.spec.ssh.known_hosts_path
+    if configured:
+        return Path(configured).expanduser()
+    return Path("~/.capstan").expanduser() / cluster.name / "known_hosts"
+
+
+def fabric_transport(cluster: Cluster, host: Host, *, private_key: str | None = None) -> FabricTransport:
+    """The SSH transport for ``host`` as the spec describes it (per-host user/port/bastion override)."""
+    from capstan.remote.fabric import Bastion, FabricTransport
+
+    ssh = cluster.spec.ssh
+    bastion_spec = host.bastion or ssh.bastion
+    bastion = (
+        Bastion(address=bastion_spec.address, port=bastion_spec.port, user=bastion_spec.user)
+        if bastion_spec
+        else None
+    )
+    key_file = Path(ssh.key_path).expanduser() if ssh.key_path and private_key is None else None
+    known = default_known_hosts(cluster)
+    known.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return FabricTransport(
+        host.address,
+        name=host.name,
+        known_hosts=known,
+        port=host.port or ssh.port,
+        user=host.user or ssh.user,
+        key_filename=key_file,
+        private_key=private_key,
+        bastion=bastion,
+        connect_timeout=ssh.connect_timeout,
+        command_timeout=ssh.command_timeout,
+    )
+
+
+@dataclass
+class Session:
+    """Per-run state shared by the tasks of one flow run (in one process)."""
+
+    key: str
+    cluster: Cluster
+    factory: TransportFactory = field(default=fabric_transport)
+    dry_run: bool = False
+    _transports: dict[str, Transport] = field(default_factory=dict)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _named_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    memo: dict[str, object] = field(default_factory=dict)
+
+    def host(self, name: str) -> Host:
+        try:
+            return self.cluster.host(name)
+        except KeyError:
+            raise CapstanError(f"{name}: not a host of cluster {self.cluster.name}") from None
+
+    def transport(self, name: str) -> Transport:
+        with self._lock:
+            t = self._transports.get(name)
+            if t is None:
+                t = self.factory(self.cluster, self.host(name))
+                self._transports[name] = t
+            return t
+
+    @contextmanager
+    def exclusive(self, what: str) -> Iterator[None]:
+        """Serialise one-time cluster-wide work (creating the CA, the secrets) across host tasks."""
+        with self._lock:
+            lock = self._named_locks.setdefault(what, threading.Lock())
+        with lock:
+            yield
+
+    def once(self, what: str, compute: Callable[[], object]) -> object:
+        """``compute()`` the first time ``what`` is asked for in this run; the cached value after."""
+        with self.exclusive(what):
+            if what not in self.memo:
+                self.memo[what] = compute()
+            return self.memo[what]
+
+    def close(self) -> None:
+        with self._lock:
+            transports = list(self._transports.values())
+            self._transports.clear()
+        for t in transports:
+            t.close()
+
+
+_SESSIONS: dict[str, Session] = {}
+_REGISTRY_LOCK = threading.Lock()
+
+
+def register(session: Session) -> Session:
+    with _REGISTRY_LOCK:
+        old = _SESSIONS.get(session.key)
+        _SESSIONS[session.key] = session
+    if old is not None and old is not session:
+        old.close()
+    return session
+
+
+def lookup(key: str) -> Session:
+    with _REGISTRY_LOCK:
+        session = _SESSIONS.get(key)
+    if session is None:
+        raise CapstanError(f"no capstan session {key!r} in this process (was the flow restarted?)")
+    return session
+
+
+def unregister(key: str) -> None:
+    with _REGISTRY_LOCK:
+        session = _SESSIONS.pop(key, None)
+    if session is not None:
+        session.close()
