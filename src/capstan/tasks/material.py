@@ -1,0 +1,149 @@
+"""Cluster-wide material every phase needs: the CAs, the generated secrets, each host's PKI files.
+
+The cluster is the source of truth (architecture principle): the CAs and the cluster secrets live on
+the first control plane, and every run reads them from there. When they do not exist yet, they are
+created once (under the session's lock) and written to the first control plane *before* any other host
+receives anything derived from them, so a run that dies half-way can never leave two CAs behind.
+
+Nothing here is returned from a task: keys and secrets stay in the session's memory.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from datetime import timedelta
+
+from capstan.errors import CapstanError, CommandFailed
+from capstan.pki import (
+    CA_FILES,
+    CA_KUBERNETES,
+    SA_FILES,
+    ClusterPKI,
+    HostFile,
+    cluster_ca_pem,
+    files_for_host,
+    generate,
+)
+from capstan.pki.layout import host_slots
+from capstan.plan.material import pki_inputs
+from capstan.render import RenderedFile, Secrets, ca_cert_hash, new_secrets, render_host
+from capstan.tasks.session import Session
+
+SECRETS_PATH = "/etc/kubernetes/capstan/cluster-secrets.json"
+_ROOT_FILES = tuple(p for pair in CA_FILES.values() for p in pair) + SA_FILES
+
+
+def read_files(session: Session, host: str, paths: tuple[str, ...]) -> dict[str, bytes]:
+    """Fetch whichever of ``paths`` exist on ``host`` in one round trip (missing ones are left out)."""
+    if not paths:
+        return {}
+    script = 'for f in "$@"; do if [ -f "$f" ]; then printf "%s\\n" "$f"; base64 -w0 "$f"; echo; fi; done'
+    out = session.transport(host).run(["sh", "-c", script, "capstan", *paths], sudo=True).stdout
+    lines = out.splitlines()
+    return {lines[i]: base64.b64decode(lines[i + 1]) for i in range(0, len(lines) - 1, 2)}
+
+
+def _first_cp(session: Session) -> str:
+    return session.cluster.control_planes[0].name
+
+
+def _load_or_create_roots(session: Session) -> dict[str, bytes]:
+    first = _first_cp(session)
+    found = read_files(session, first, _ROOT_FILES)
+    if all(p in found for p in _ROOT_FILES):
+        return found
+    if found:
+        missing = ", ".join(p for p in _ROOT_FILES if p not in found)
+        raise CapstanError(
+            f"{first}: the cluster CA material is incomplete (missing {missing}); refusing to replace it"
+        )
+    pki, _ = generate(pki_inputs(session.cluster))
+    roots = {path: hf.content for path, hf in files_for_host(pki, first).items() if path in _ROOT_FILES}
+    if not session.dry_run:
+        t = session.transport(first)
+        for path in _ROOT_FILES:  # keys first written 0600, root-owned
+            mode = 0o644 if path.endswith((".crt", ".pub")) else 0o600
+            t.put(path, roots[path], mode=mode, owner="root", group="root", sudo=True)
+    return roots
+
+
+def roots(session: Session) -> dict[str, bytes]:
+    """The CA certificates and keys and the service-account key pair, as files on the first CP."""
+    value = session.once("pki-roots", lambda: _load_or_create_roots(session))
+    assert isinstance(value, dict)
+    return value
+
+
+def _load_or_create_secrets(session: Session) -> Secrets:
+    first = _first_cp(session)
+    try:
+        raw = session.transport(first).get(SECRETS_PATH, sudo=True)
+    except CommandFailed:
+        raw = b""
+    if raw:
+        try:
+            data = json.loads(raw)
+            return Secrets(**data)
+        except (ValueError, TypeError) as exc:
+            raise CapstanError(f"{first}: {SECRETS_PATH} is unreadable ({type(exc).__name__})") from None
+    secrets = new_secrets()
+    if not session.dry_run:
+        body = json.dumps(
+            {"encryption_key_b64": secrets.encryption_key_b64, "bootstrap_token": secrets.bootstrap_token}
+        ).encode()
+        session.transport(first).put(SECRETS_PATH, body, mode=0o600, owner="root", group="root", sudo=True)
+    return secrets
+
+
+def cluster_secrets(session: Session) -> Secrets:
+    """The at-rest encryption key and the bootstrap token, kept on the first control plane."""
+    value = session.once("secrets", lambda: _load_or_create_secrets(session))
+    assert isinstance(value, Secrets)
+    return value
+
+
+def host_pki(session: Session, host: str, renew_within: timedelta | None = None) -> dict[str, HostFile]:
+    """The PKI files ``host`` must hold: existing good ones kept, missing or stale ones issued."""
+    inputs = pki_inputs(session.cluster)
+    paths = tuple(slot.path for slot in host_slots(inputs, host))
+    existing = read_files(session, host, paths)
+    window = renew_within or timedelta(days=session.cluster.spec.pki.renew_within_days)
+    pki, _ = generate(inputs, roots(session), renew_within=window, existing_hosts={host: existing})
+    return files_for_host(pki, host)
+
+
+def ca_hash(session: Session) -> str:
+    """``sha256:<hex>`` of the cluster CA's public key, for kubeadm's discovery pin."""
+    return ca_cert_hash(roots(session)[CA_FILES[CA_KUBERNETES][0]])
+
+
+def rendered(session: Session, host: str) -> Mapping[str, RenderedFile]:
+    """Every configuration file for ``host`` (memoised per run: several phases use parts of it)."""
+
+    def compute() -> dict[str, RenderedFile]:
+        return render_host(session.cluster, host, cluster_secrets(session), ca_cert_hash=ca_hash(session))
+
+    value = session.once(f"rendered:{host}", compute)
+    assert isinstance(value, dict)
+    return value
+
+
+def cluster_pki(session: Session) -> ClusterPKI:
+    """A full PKI built on the cluster's roots (for the admin kubeconfig and reports)."""
+    pki, _ = generate(pki_inputs(session.cluster), roots(session))
+    return pki
+
+
+__all__ = [
+    "SECRETS_PATH",
+    "ca_hash",
+    "cluster_ca_pem",
+    "cluster_pki",
+    "cluster_secrets",
+    "host_pki",
+    "read_files",
+    "rendered",
+    "roots",
+]
