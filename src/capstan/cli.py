@@ -52,7 +52,7 @@ def plan(
     else:
         from rich.console import Console
 
-        Console().print(plan_tree(cluster, phases))
+        Console(width=None if sys.stdout.isatty() else 120).print(plan_tree(cluster, phases))
     if out is not None:
         from capstan.plan.output import write_plan_output
 

@@ -66,12 +66,17 @@ def run_create(
     outcomes: list[PhaseOutcome] = []
     try:
         for phase in CREATE_PHASES:
+            session.memo["outcomes"] = list(outcomes)
             outcomes += run_phase(phase, session)
             if phase.id == until:
                 break
+        kubeconfig = session.memo.get("kubeconfig")
     finally:
         unregister(session.key)
-    return summarize(outcomes)
+    summary = summarize(outcomes)
+    if until is None or until == "report":
+        summary["kubeconfig"] = kubeconfig
+    return summary
 
 
 @flow(
