@@ -98,6 +98,32 @@ def default_entries(kube_version: str | None = None, arch: str = "amd64") -> lis
     return entries
 
 
+def standin_entries(versions: list[str], arch: str = "amd64") -> list[MirrorEntry]:
+    """The Kubernetes stand-ins (kubeadm, kubelet, kubectl, kube-*) and CNI manifests for ``versions``.
+
+    Tagged with their artifact names so their sums reach the spec's extraChecksums like any other
+    artifact the mirror serves; capstan downloads and verifies them exactly as real binaries.
+    """
+    from capstan.lab.standins.build import mirror_entries
+
+    tags: dict[str, tuple[str, str, str]] = {}
+    for version in versions:
+        for art in artifacts_for(version, arch, cni="calico") + [
+            a for cni in ("cilium", "flannel") for a in artifacts_for(version, arch, cni=cni)
+        ]:
+            if art.name in ("kubeadm", "kubelet", "kubectl") or art.name.endswith("-manifest"):
+                tags[mirror_path(art.url)] = (art.name, art.arch, art.version)
+    return [MirrorEntry(path, data, tags.get(path)) for path, data in mirror_entries(versions, arch)]
+
+
+def lab_entries(arch: str = "amd64") -> list[MirrorEntry]:
+    """Everything the lab mirror serves: the machine's real binaries for the default release, and
+    stand-ins for every supported release (so upgrades between pinned versions can be exercised)."""
+    from capstan.versions import supported_kubernetes_versions
+
+    return default_entries(arch=arch) + standin_entries(supported_kubernetes_versions(), arch)
+
+
 def checksum_table(entries: list[MirrorEntry], sums: dict[str, str]) -> dict[str, dict[str, dict[str, str]]]:
     """``{artifact: {arch: {version: sha256}}}`` for entries tied to an artifact (spec extraChecksums)."""
     table: dict[str, dict[str, dict[str, str]]] = {}

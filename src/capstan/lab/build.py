@@ -153,9 +153,9 @@ class MirrorBuild:
 
     def _run(self) -> None:
         try:
-            from capstan.lab.artifacts import checksum_table, default_entries
+            from capstan.lab.artifacts import checksum_table, lab_entries
 
-            entries = list(self._entries) if self._entries is not None else default_entries()
+            entries = list(self._entries) if self._entries is not None else lab_entries()
             base = cached_mirror(lab_root() / ".mirror-cache", entries)
             self._out = (base, checksum_table(entries, read_sums(base)))
         except BaseException as exc:

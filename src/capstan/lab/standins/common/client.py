@@ -1,0 +1,116 @@
+"""A tiny typed Kubernetes API client for the stand-ins (controller-manager, scheduler, kubelet).
+
+JSON over ``http.client`` with the kubeconfig's TLS settings; one connection per call (the callers
+are slow loops, and a fresh connection makes an API server restart or a failover through haproxy a
+non-event). Every non-2xx answer raises ``ApiError`` with the status code and the decoded body;
+a connection failure raises ``ApiError`` with status 0.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import ssl
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from .kubeconfig import Kubeconfig
+from .kubeconfig import load as load_kubeconfig
+
+Obj = dict[str, Any]
+MERGE_PATCH = "application/merge-patch+json"
+STRATEGIC_PATCH = "application/strategic-merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+APPLY_PATCH = "application/apply-patch+yaml"
+
+
+class ApiError(Exception):
+    """A non-2xx answer (``status`` > 0) or no answer at all (``status`` == 0)."""
+
+    def __init__(self, status: int, body: Any, where: str = "") -> None:
+        self.status = status
+        self.body = body
+        self.reason = body.get("reason", "") if isinstance(body, dict) else ""
+        message = body.get("message", "") if isinstance(body, dict) else str(body)
+        super().__init__(f"{where}: HTTP {status} {self.reason}: {message}".strip(": "))
+
+
+class KubeClient:
+    def __init__(
+        self, server: str, context: ssl.SSLContext, token: str | None = None, timeout: float = 10.0
+    ) -> None:
+        parts = urlsplit(server)
+        if parts.scheme != "https" or not parts.hostname:
+            raise ValueError(f"API server URL must be https://host[:port], not {server!r}")
+        self.host = parts.hostname
+        self.port = parts.port or 443
+        self.base = parts.path.rstrip("/")
+        self.context = context
+        self.token = token
+        self.timeout = timeout
+
+    @classmethod
+    def from_kubeconfig(cls, path: str, timeout: float = 10.0) -> KubeClient:
+        return cls.from_config(load_kubeconfig(path), timeout)
+
+    @classmethod
+    def from_config(cls, config: Kubeconfig, timeout: float = 10.0) -> KubeClient:
+        return cls(config.server, config.ssl_context(), config.token, timeout)
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        content_type: str = "application/json",
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """One call; returns the decoded JSON (or text) body of a 2xx answer."""
+        url = self.base + path + (("?" + urlencode(params)) if params else "")
+        headers = {"Accept": "application/json"}
+        payload: bytes | None = None
+        if body is not None:
+            payload = body if isinstance(body, bytes) else json.dumps(body).encode()
+            headers["Content-Type"] = content_type
+        if self.token:
+            headers["Authorization"] = f"Bearer {self.token}"
+        conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.context)
+        where = f"{method} {path}"
+        try:
+            conn.request(method, url, body=payload, headers=headers)
+            resp = conn.getresponse()
+            raw = resp.read()
+            code = resp.status
+        except (OSError, http.client.HTTPException) as exc:
+            raise ApiError(0, str(exc), where) from None
+        finally:
+            conn.close()
+        try:
+            decoded: Any = json.loads(raw) if raw else None
+        except ValueError:
+            decoded = raw.decode(errors="replace")
+        if not 200 <= code < 300:
+            raise ApiError(code, decoded, where)
+        return decoded
+
+    def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        return self.request("GET", path, params=params)
+
+    def post(self, path: str, obj: Any, params: dict[str, str] | None = None) -> Any:
+        return self.request("POST", path, obj, params=params)
+
+    def put(self, path: str, obj: Any) -> Any:
+        return self.request("PUT", path, obj)
+
+    def patch(
+        self, path: str, obj: Any, content_type: str = MERGE_PATCH, params: dict[str, str] | None = None
+    ) -> Any:
+        return self.request("PATCH", path, obj, content_type, params)
+
+    def delete(self, path: str, options: Obj | None = None) -> Any:
+        return self.request("DELETE", path, options)
+
+    def items(self, path: str, params: dict[str, str] | None = None) -> list[Obj]:
+        """The ``items`` of a list call."""
+        found = self.get(path, params) or {}
+        return list(found.get("items") or [])
