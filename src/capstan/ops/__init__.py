@@ -9,7 +9,14 @@ Usage, per host::
 from __future__ import annotations
 
 from capstan.ops.apply import apply
-from capstan.ops.artifacts import STAMP_DIR, archive_member, artifact_query, binary, stamp_path
+from capstan.ops.artifacts import (
+    STAMP_DIR,
+    archive_member,
+    archive_members,
+    artifact_query,
+    binary,
+    stamp_path,
+)
 from capstan.ops.base import Command, Op, OpResult, PutFile, Step, any_changed, script
 from capstan.ops.files import directory, file, line, sha256_hex
 from capstan.ops.kernel import (
@@ -42,6 +49,7 @@ __all__ = [
     "any_changed",
     "apply",
     "archive_member",
+    "archive_members",
     "artifact_query",
     "binary",
     "directory",

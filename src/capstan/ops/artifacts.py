@@ -22,7 +22,7 @@ from capstan.facts.query import FactsQuery
 from capstan.ops.base import Command, Op, PutFile, Step, script
 from capstan.ops.files import fix_attributes
 
-__all__ = ["STAMP_DIR", "archive_member", "artifact_query", "binary", "stamp_path"]
+__all__ = ["STAMP_DIR", "archive_member", "archive_members", "artifact_query", "binary", "stamp_path"]
 
 STAMP_DIR = "/var/lib/capstan/artifacts"
 _TIMEOUT = 600.0
@@ -57,6 +57,41 @@ got=$(sha256sum < "$out" | cut -d' ' -f1)
 printf '%s %s %s\n' "$sum" "$member" "$got" > "$stamp"
 """
 )
+
+
+# Several members of one archive: one download, one sum check, one tar pass; then each member is
+# installed and stamped exactly as _PULL_MEMBER does. Arguments: url sum mode owner group, then
+# "member dest stamp member-sum" per member (member-sum may be empty).
+_PULL_MEMBERS = r"""set -eu
+url=$1 sum=$2 mode=$3 owner=$4 group=$5
+shift 5
+work=$(mktemp -d "${TMPDIR:-/var/tmp}/capstan-XXXXXX")
+out=
+trap 'rm -rf "$work"; [ -z "$out" ] || rm -f "$out"' EXIT
+curl -fsSL --retry 3 --connect-timeout 10 -o "$work/archive" "$url"
+got=$(sha256sum < "$work/archive" | cut -d' ' -f1)
+[ "$got" = "$sum" ] || { echo "sha256 mismatch for $url: expected $sum, got $got" >&2; exit 1; }
+i=0
+for a in "$@"; do [ $((i % 4)) -eq 0 ] && printf '%s\n' "$a"; i=$((i + 1)); done > "$work/members"
+mkdir "$work/x"
+tar -xzf "$work/archive" -C "$work/x" -T "$work/members"
+while [ $# -ge 4 ]; do
+  member=$1 dest=$2 stamp=$3 msum=$4
+  shift 4
+  [ -f "$work/x/$member" ] || { echo "$member is not a file in $url" >&2; exit 1; }
+  out=$(mktemp "$dest.capstan-XXXXXX")
+  cat "$work/x/$member" > "$out"
+  got=$(sha256sum < "$out" | cut -d' ' -f1)
+  [ -z "$msum" ] || [ "$got" = "$msum" ] || { echo "sha256 mismatch for $member in $url" >&2; exit 1; }
+  chmod "$mode" "$out"
+  if [ -n "$owner" ] && [ -n "$group" ]; then chown "$owner:$group" "$out"
+  elif [ -n "$owner" ]; then chown "$owner" "$out"; fi
+  mv -f "$out" "$dest"
+  out=
+  mkdir -p "$(dirname "$stamp")"
+  printf '%s %s %s\n' "$sum" "$member" "$got" > "$stamp"
+done
+"""
 
 
 def stamp_path(dest: str) -> str:
@@ -175,3 +210,41 @@ def _extract(archive: bytes, member: str, what: str) -> bytes:
         raise ArtifactError(f"{what}: the archive has no member {member}") from None
     except tarfile.TarError as exc:
         raise ArtifactError(f"{what}: cannot read the archive: {exc}") from None
+
+
+def archive_members(
+    facts: HostFacts,
+    members: list[tuple[str, str]],
+    *,
+    archive_sha256: str,
+    url: str,
+    member_sha256: dict[str, str] | None = None,
+    mode: int = 0o755,
+    owner: str = "root",
+    group: str = "root",
+) -> Op:
+    """Pull several ``(member, dest)`` of one tar.gz: one download, one tar pass, one op.
+
+    Each member is skipped exactly when ``archive_member`` would skip it (same sums, same stamps), so
+    the two can be mixed freely; an archive with many members is downloaded and decompressed once
+    instead of once per member. Needs ``artifact_query(dest)`` for every dest.
+    """
+    archive_sum = _sum(archive_sha256)
+    sums = member_sha256 or {}
+    words: list[str] = []
+    fixes: list[Step] = []
+    wanted: list[str] = []
+    for member, dest in members:
+        one = archive_member(
+            facts, dest, archive_sha256=archive_sum, member=member, member_sha256=sums.get(member), url=url
+        )
+        if any(isinstance(x, Command) and x.argv[2:3] == (_PULL_MEMBER,) for x in one.steps):
+            words += [member, dest, stamp_path(dest), _sum(sums[member]) if member in sums else ""]
+            wanted.append(dest)
+        else:
+            fixes += one.steps
+    desc = f"binaries {', '.join(d for _, d in members)} from {url.rsplit('/', 1)[-1]}"
+    if not wanted:
+        return Op(desc, tuple(fixes), "" if fixes else "installed, sha256 matches")
+    step = script(_PULL_MEMBERS, url, archive_sum, f"{mode:04o}", owner, group, *words, timeout=_TIMEOUT)
+    return Op(desc, (*fixes, step), f"pull {url}: {', '.join(wanted)}")

@@ -49,6 +49,12 @@ def _first_cp(session: Session) -> str:
     return session.cluster.control_planes[0].name
 
 
+def _make_parents(session: Session, host: str, paths: tuple[str, ...], mode: int) -> None:
+    """Create the directories ``paths`` go into: a put replaces a file in place and makes no directory."""
+    parents = sorted({p.rsplit("/", 1)[0] for p in paths})
+    session.transport(host).run(["install", "-d", "-m", f"{mode:04o}", *parents], sudo=True)
+
+
 def _load_or_create_roots(session: Session) -> dict[str, bytes]:
     first = _first_cp(session)
     found = read_files(session, first, _ROOT_FILES)
@@ -63,6 +69,7 @@ def _load_or_create_roots(session: Session) -> dict[str, bytes]:
     roots = {path: hf.content for path, hf in files_for_host(pki, first).items() if path in _ROOT_FILES}
     if not session.dry_run:
         t = session.transport(first)
+        _make_parents(session, first, _ROOT_FILES, 0o755)
         for path in _ROOT_FILES:  # keys first written 0600, root-owned
             mode = 0o644 if path.endswith((".crt", ".pub")) else 0o600
             t.put(path, roots[path], mode=mode, owner="root", group="root", sudo=True)
@@ -93,6 +100,7 @@ def _load_or_create_secrets(session: Session) -> Secrets:
         body = json.dumps(
             {"encryption_key_b64": secrets.encryption_key_b64, "bootstrap_token": secrets.bootstrap_token}
         ).encode()
+        _make_parents(session, first, (SECRETS_PATH,), 0o700)
         session.transport(first).put(SECRETS_PATH, body, mode=0o600, owner="root", group="root", sudo=True)
     return secrets
 

@@ -1,5 +1,5 @@
 """The create-cluster phase implementations; importing this package registers them all."""
 
-from capstan.tasks.create import facts, osprep, report
+from capstan.tasks.create import apilb, artifacts, etcd, facts, osprep, pki, report, runtime
 
-__all__ = ["facts", "osprep", "report"]
+__all__ = ["apilb", "artifacts", "etcd", "facts", "osprep", "pki", "report", "runtime"]
