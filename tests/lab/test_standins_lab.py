@@ -89,8 +89,8 @@ def prepare(lab: Lab, version: str, *, no_pki: tuple[str, ...] = ()) -> Cluster:
         for path, f in render_host(spec, host, secrets, ca_cert_hash=pin).items():
             put(lab, host, path, f.content, f.mode)
         if host not in no_pki:
-            for path, f in files_for_host(pki, host).items():
-                put(lab, host, path, f.content, f.mode)
+            for path, host_file in files_for_host(pki, host).items():
+                put(lab, host, path, host_file.content, host_file.mode)
         for name, data in binaries.items():
             put(lab, host, f"/usr/local/bin/{name}", data, 0o755)
         # where capstan would unpack the mirror's etcd and containerd archives
@@ -178,7 +178,16 @@ def test_token_create_prints_a_join_command_that_works(cluster: Cluster) -> None
     assert "--discovery-token-ca-cert-hash sha256:" in line
 
 
-def test_a_worker_without_pki_joins_through_tls_bootstrap(cluster: Cluster) -> None:
+def test_a_worker_without_pki_joins_through_tls_bootstrap_with_a_new_token(cluster: Cluster) -> None:
+    """The token is created just before the join, as a bare Secret (``kubeadm token create``): discovery
+    needs the cluster-info signature the controller-manager's bootstrap signer adds for it (kubeadm
+    does not sign), and the TLS bootstrap uses that token's RBAC rights."""
+    token = ok(cluster.lab, "cp1", "kubeadm token create").strip()
+    docs = list(yaml.safe_load_all(ok(cluster.lab, "w2", "cat /etc/kubernetes/kubeadm-config.yaml")))
+    join = next(d for d in docs if d and d.get("kind") == "JoinConfiguration")
+    assert join["discovery"]["bootstrapToken"]["token"] != token
+    join["discovery"]["bootstrapToken"]["token"] = token
+    put(cluster.lab, "w2", "/etc/kubernetes/kubeadm-config.yaml", yaml.safe_dump_all(docs).encode(), 0o600)
     out = ok(cluster.lab, "w2", "kubeadm join --config /etc/kubernetes/kubeadm-config.yaml", timeout=400)
     assert "This node has joined the cluster" in out
     conf = ok(cluster.lab, "w2", "cat /etc/kubernetes/kubelet.conf")

@@ -15,8 +15,10 @@ from test_standin_apiserver_support import Api, Pki, make_pki, node_obj, pod_obj
 
 from capstan.lab.standins.apiserver import main
 from capstan.lab.standins.common.pki import Pem
+from capstan.lab.standins.kubeadm import objects
 
 NS = "/api/v1/namespaces"
+RBAC = "/apis/rbac.authorization.k8s.io/v1"
 MERGE = "application/merge-patch+json"
 
 
@@ -336,10 +338,19 @@ def test_unready_pod_may_be_evicted_while_the_budget_holds(api: Api, admin: Pem)
 # ---- authentication and authorization ---------------------------------------------------------
 
 
+def _kubeadm_rbac(api: Api, admin: Pem) -> None:
+    """The Roles and bindings ``kubeadm init`` creates for joins (bootstrap-token phase)."""
+    for obj in objects.bootstrap_rbac():
+        plural = {"Role": "roles", "RoleBinding": "rolebindings"}.get(obj["kind"], obj["kind"].lower() + "s")
+        ns = obj["metadata"].get("namespace")
+        where = f"{RBAC}/namespaces/{ns}/{plural}" if ns else f"{RBAC}/{plural}"
+        code, body = api.call("POST", where, obj, admin)
+        assert code == 201, body
+
+
 def test_bootstrap_token_works_only_while_its_secret_exists(api: Api, admin: Pem) -> None:
     bearer = {"Authorization": "Bearer abcdef.0123456789abcdef"}
-    cluster_info = f"{NS}/kube-public/configmaps/cluster-info"
-    api.call("POST", f"{NS}/kube-public/configmaps", {"metadata": {"name": "cluster-info"}}, admin)
+    _kubeadm_rbac(api, admin)
     assert api.call("GET", "/api/v1/nodes/x", headers=bearer)[0] == 401
     secret = token_secret(
         "abcdef",
@@ -347,8 +358,7 @@ def test_bootstrap_token_works_only_while_its_secret_exists(api: Api, admin: Pem
         **{"auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token"},
     )
     assert api.call("POST", f"{NS}/kube-system/secrets", secret, admin)[0] == 201
-    assert api.call("GET", cluster_info, headers=bearer)[0] == 200
-    assert api.call("GET", "/api/v1/nodes/x", headers=bearer)[0] == 404  # authorised, just absent
+    assert api.call("GET", "/api/v1/nodes/x", headers=bearer)[0] == 404  # kubeadm:get-nodes; just absent
     assert (
         api.call("GET", "/api/v1/nodes/x", headers={"Authorization": "Bearer abcdef.0123456789abcdeX"})[0]
         == 401
@@ -357,6 +367,48 @@ def test_bootstrap_token_works_only_while_its_secret_exists(api: Api, admin: Pem
     assert code == 403 and 'User "system:bootstrap:abcdef"' in body["message"]
     api.call("DELETE", f"{NS}/kube-system/secrets/bootstrap-token-abcdef", cred=admin)
     assert api.call("GET", "/api/v1/nodes/x", headers=bearer)[0] == 401
+
+
+def test_bootstrap_token_rights_come_from_rbac_bindings(api: Api, admin: Pem) -> None:
+    """A token in kubeadm's group may get nodes and post CSRs only through kubeadm's bindings, and may
+    never create a Node: kubelets register with the certificate the CSR gave them."""
+    bearer = {"Authorization": "Bearer abcdef.0123456789abcdef"}
+    secret = token_secret(
+        "abcdef",
+        "0123456789abcdef",
+        **{"auth-extra-groups": "system:bootstrappers:kubeadm:default-node-token"},
+    )
+    api.call("POST", f"{NS}/kube-system/secrets", secret, admin)
+    csrs = "/apis/certificates.k8s.io/v1/certificatesigningrequests"
+    assert api.call("GET", "/api/v1/nodes/x", headers=bearer)[0] == 403
+    assert api.call("GET", csrs, headers=bearer)[0] == 403
+    _kubeadm_rbac(api, admin)
+    assert api.call("GET", "/api/v1/nodes/x", headers=bearer)[0] == 404
+    assert api.call("GET", csrs, headers=bearer)[0] == 200  # system:node-bootstrapper, a default role
+    assert api.call("POST", "/api/v1/nodes", node_obj("w1"), headers=bearer)[0] == 403
+    assert api.call("GET", "/api/v1/nodes", headers=bearer)[0] == 403  # kubeadm:get-nodes is "get" only
+
+
+def test_bootstrap_token_reads_kubeadm_certs_through_kubeadms_role(api: Api, admin: Pem) -> None:
+    bearer = {"Authorization": "Bearer abcdef.0123456789abcdef"}
+    group = "system:bootstrappers:kubeadm:default-node-token"
+    api.call(
+        "POST",
+        f"{NS}/kube-system/secrets",
+        token_secret("abcdef", "0123456789abcdef", **{"auth-extra-groups": group}),
+        admin,
+    )
+    certs = {"metadata": {"name": "kubeadm-certs"}, "data": {"ca.crt": "eA=="}}
+    other = {"metadata": {"name": "other"}, "data": {"x": "eA=="}}
+    for secret in (certs, other):
+        api.call("POST", f"{NS}/kube-system/secrets", secret, admin)
+    assert api.call("GET", f"{NS}/kube-system/secrets/kubeadm-certs", headers=bearer)[0] == 403
+    for obj in objects.kubeadm_certs_rbac():
+        plural = "roles" if obj["kind"] == "Role" else "rolebindings"
+        assert api.call("POST", f"{RBAC}/namespaces/kube-system/{plural}", obj, admin)[0] == 201
+    assert api.call("GET", f"{NS}/kube-system/secrets/kubeadm-certs", headers=bearer)[0] == 200
+    assert api.call("GET", f"{NS}/kube-system/secrets/other", headers=bearer)[0] == 403  # resourceNames
+    assert api.call("GET", f"{NS}/kube-system/secrets", headers=bearer)[0] == 403  # a list has no name
 
 
 def test_expired_or_unusable_bootstrap_tokens_are_refused(api: Api, admin: Pem) -> None:
@@ -368,15 +420,18 @@ def test_expired_or_unusable_bootstrap_tokens_are_refused(api: Api, admin: Pem) 
         assert api.call("GET", "/api/v1/nodes", headers={"Authorization": f"Bearer {token}"})[0] == 401
 
 
-def test_anonymous_may_read_cluster_info_only(api: Api, admin: Pem) -> None:
+def test_anonymous_may_read_cluster_info_only_once_kubeadm_allowed_it(api: Api, admin: Pem) -> None:
     api.call("POST", f"{NS}/kube-public/configmaps", {"metadata": {"name": "cluster-info"}}, admin)
     api.call("POST", f"{NS}/kube-public/configmaps", {"metadata": {"name": "other"}}, admin)
+    assert api.call("GET", f"{NS}/kube-public/configmaps/cluster-info")[0] == 401
+    _kubeadm_rbac(api, admin)  # kubeadm:bootstrap-signer-clusterinfo, bound to system:anonymous
     assert api.call("GET", f"{NS}/kube-public/configmaps/cluster-info")[0] == 200
     assert api.call("GET", f"{NS}/kube-public/configmaps/other")[0] == 401
 
 
 def test_nodes_may_write_only_their_own_node(api: Api, pki: Pki, admin: Pem) -> None:
     kubelet = pki.client("system:node:n1", "system:nodes")
+    assert api.call("POST", "/api/v1/nodes", node_obj("n3"), kubelet)[0] == 403  # the name is in the body
     assert api.call("POST", "/api/v1/nodes", node_obj("n1"), kubelet)[0] == 201
     api.call("POST", "/api/v1/nodes", node_obj("n2"), admin)
     patch = {"metadata": {"labels": {"x": "y"}}}
@@ -385,6 +440,47 @@ def test_nodes_may_write_only_their_own_node(api: Api, pki: Pki, admin: Pem) -> 
     assert code == 403 and body["reason"] == "Forbidden"
     assert api.call("DELETE", "/api/v1/nodes/n1", cred=kubelet)[0] == 403
     assert api.call("GET", f"{NS}/kube-system/secrets", cred=pki.client("someone"))[0] == 403
+
+
+def test_nodes_create_and_renew_only_their_own_lease(api: Api, pki: Pki) -> None:
+    kubelet = pki.client("system:node:n1", "system:nodes")
+    leases = "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases"
+
+    def lease(name: str) -> dict[str, object]:
+        return {"metadata": {"name": name}, "spec": {"holderIdentity": name, "leaseDurationSeconds": 40}}
+
+    assert api.call("POST", leases, lease("n1"), kubelet)[0] == 201
+    assert api.call("POST", leases, lease("n2"), kubelet)[0] == 403
+    renew = {"spec": {"renewTime": "2030-01-01T00:00:00.000000Z"}}
+    assert api.call("PATCH", f"{leases}/n1", renew, kubelet, content_type=MERGE)[0] == 200
+    other_ns = "/apis/coordination.k8s.io/v1/namespaces/default/leases"
+    assert api.call("POST", other_ns, lease("n1"), kubelet)[0] == 403
+
+
+def test_rbac_objects_created_through_the_api_take_effect(api: Api, pki: Pki, admin: Pem) -> None:
+    alice = pki.client("alice", "dev")
+    role = {
+        "metadata": {"name": "cm-reader"},
+        "rules": [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["get", "list"]}],
+    }
+    binding = {
+        "metadata": {"name": "dev-reads"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "cm-reader"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "Group", "name": "dev"}],
+    }
+    assert api.call("GET", f"{NS}/default/configmaps", cred=alice)[0] == 403
+    assert api.call("POST", f"{RBAC}/clusterroles", role, admin)[0] == 201
+    assert api.call("POST", f"{RBAC}/namespaces/default/rolebindings", binding, admin)[0] == 201
+    assert api.call("GET", f"{NS}/default/configmaps", cred=alice)[0] == 200
+    assert api.call("GET", f"{NS}/kube-system/configmaps", cred=alice)[0] == 403  # a RoleBinding's namespace
+    assert api.call("DELETE", f"{NS}/default/configmaps/x", cred=alice)[0] == 403  # verbs
+    api.call("DELETE", f"{RBAC}/namespaces/default/rolebindings/dev-reads", cred=admin)
+    assert api.call("GET", f"{NS}/default/configmaps", cred=alice)[0] == 403
+
+
+def test_default_cluster_roles_exist_for_kubeadms_bindings(api: Api, admin: Pem) -> None:
+    for name in ("cluster-admin", "system:node-bootstrapper", "system:node-proxier"):
+        assert api.call("GET", f"{RBAC}/clusterroles/{name}", cred=admin)[0] == 200, name
 
 
 def test_superuser_groups(api: Api, pki: Pki) -> None:

@@ -30,6 +30,7 @@ from capstan.lab.standins.common import flags as fl
 from capstan.lab.standins.common.client import ApiError, KubeClient
 from capstan.lab.standins.common.kubeconfig import KubeconfigError
 from capstan.lab.standins.common.kubeconfig import load as load_kubeconfig
+from capstan.lab.standins.kubeadm import objects
 
 NS = "/api/v1/namespaces/default"
 
@@ -49,6 +50,11 @@ def api(pki: Pki) -> Iterator[Api]:
 @pytest.fixture
 def admin(api: Api, pki: Pki) -> KubeClient:
     return api.client(pki.client("kubernetes-admin", "system:masters"))
+
+
+def settle_taints(api: Api, pki: Pki) -> None:
+    """One pass of the node lifecycle controller's taints: new Nodes carry not-ready until then."""
+    controller.NodeLifecycle(api.client(pki.client("system:kube-controller-manager")), grace=60).taint_pass()
 
 
 def _names(items: list[dict[str, object]]) -> list[str]:
@@ -77,6 +83,8 @@ def test_scheduler_places_pending_pods_on_ready_schedulable_tolerated_nodes(
     ]
     db["spec"]["nodeSelector"] = {"kubernetes.io/hostname": "tainted"}
     admin.post(f"{NS}/pods", db)
+    assert scheduler.schedule_once(sched) == 0  # every new Node is not-ready until the controller looks
+    settle_taints(api, pki)
     assert scheduler.schedule_once(sched) == 4
     pods = {p["metadata"]["name"]: p for p in admin.items(f"{NS}/pods")}
     assert {pods[f"p{i}"]["spec"]["nodeName"] for i in range(3)} <= {"ready", "tainted"} - {"tainted"} | {
@@ -91,6 +99,7 @@ def test_scheduler_reports_why_a_pod_cannot_be_placed(api: Api, pki: Pki, admin:
     sched = api.client(pki.client("system:kube-scheduler"))
     admin.post("/api/v1/nodes", node_obj("only", unschedulable=True))
     admin.post(f"{NS}/pods", pod_obj("stuck"))
+    settle_taints(api, pki)
     assert scheduler.schedule_once(sched) == 0
     cond = admin.get(f"{NS}/pods/stuck")["status"]["conditions"][0]
     assert cond["reason"] == "Unschedulable" and "1 node(s) were unschedulable" in cond["message"]
@@ -129,6 +138,7 @@ def test_deployment_pods_are_recreated_after_eviction_and_rescheduled(
     sched = api.client(pki.client("system:kube-scheduler"))
     admin.post("/api/v1/nodes", node_obj("a"))
     admin.post("/api/v1/nodes", node_obj("b"))
+    settle_taints(api, pki)
     admin.post("/apis/apps/v1/namespaces/default/deployments", _deployment(2))
     work = Workloads(cm)
     work.sync()
@@ -159,6 +169,7 @@ def test_daemonset_gets_one_pod_per_eligible_node(api: Api, pki: Pki, admin: Kub
     cm = api.client(pki.client("system:kube-controller-manager"))
     admin.post("/api/v1/nodes", node_obj("a", unschedulable=True))
     admin.post("/api/v1/nodes", node_obj("b", taints=[{"key": "x", "effect": "NoSchedule"}]))
+    settle_taints(api, pki)
     ds = _deployment(0)
     ds["kind"] = "DaemonSet"
     del ds["spec"]["replicas"]  # type: ignore[attr-defined]
@@ -174,6 +185,7 @@ def test_silent_node_goes_unknown_and_its_pods_unready(api: Api, pki: Pki, admin
     cm = api.client(pki.client("system:kube-controller-manager"))
     admin.post("/api/v1/nodes", node_obj("a"))
     admin.post(f"{NS}/pods", pod_obj("p"))
+    settle_taints(api, pki)
     scheduler.schedule_once(api.client(pki.client("system:kube-scheduler")))
     life = controller.NodeLifecycle(cm, grace=0.2)
     life.sync()
@@ -184,7 +196,7 @@ def test_silent_node_goes_unknown_and_its_pods_unready(api: Api, pki: Pki, admin
         life.sync()
     node = admin.get("/api/v1/nodes/a")
     assert node["status"]["conditions"][0]["reason"] == "NodeStatusUnknown"
-    assert node["spec"]["taints"][0]["key"] == "node.kubernetes.io/unreachable"
+    assert node["spec"]["taints"] == [{"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}]
     life.sync()
     ready = [c for c in admin.get(f"{NS}/pods/p")["status"]["conditions"] if c["type"] == "Ready"]
     assert ready[0]["status"] == "False"
@@ -210,7 +222,14 @@ def test_kubelet_client_csr_is_approved_and_signed(api: Api, pki: Pki, admin: Ku
             "usages": ["digital signature", "client auth"],
         },
     }
-    admin.post("/api/v1/namespaces/kube-system/secrets", token_secret("abcdef", "0123456789abcdef"))
+    group = "system:bootstrappers:kubeadm:default-node-token"
+    admin.post(
+        "/api/v1/namespaces/kube-system/secrets",
+        token_secret("abcdef", "0123456789abcdef", **{"auth-extra-groups": group}),
+    )
+    for obj in objects.bootstrap_rbac():  # kubeadm:kubelet-bootstrap lets the token post CSRs
+        if obj["kind"] == "ClusterRoleBinding":
+            admin.post("/apis/rbac.authorization.k8s.io/v1/clusterrolebindings", obj)
     token_client = KubeClient(
         f"https://127.0.0.1:{api.port}", api.context(None), token="abcdef.0123456789abcdef"
     )

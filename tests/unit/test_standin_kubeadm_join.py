@@ -1,19 +1,22 @@
 """kubeadm stand-in: joins (discovery, token, CA pin, preflight), tokens, uploaded certs and upgrades.
 
 Discovery and token handling run against an in-memory API (``FakeApi``) holding what ``kubeadm init``
-publishes: the bootstrap-token Secret and the JWS-signed cluster-info ConfigMap.
+publishes (the bootstrap-token Secret and the cluster-info ConfigMap) once the controller-manager's
+bootstrap signer has signed it.
 """
 
 from __future__ import annotations
 
 import argparse
 import base64
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from capstan.lab.standins.apiserver import bootstrapsigner
 from capstan.lab.standins.common.client import ApiError
 from capstan.lab.standins.kubeadm import clusterops, discovery, init, kubeconfig, main, objects, pkiutil
 from capstan.lab.standins.kubeadm import uploadcerts as uc
@@ -70,8 +73,18 @@ def cluster_api(ca: pkiutil.Issued) -> FakeApi:
         "cluster-info", "kube-public", {"kubeconfig": kubeconfig.cluster_info(SERVER, ca.cert_pem())}
     )
     token_id, secret = discovery.split_token(TOKEN)
-    clusterops.apply(api, discovery.signed_cluster_info(info, token_id, secret))
+    info["data"] = bootstrapsigner.signed_data(info["data"], {token_id: secret})
+    clusterops.apply(api, info)
     return api
+
+
+def run_signer(api: FakeApi) -> None:
+    """What the controller-manager's bootstrapsigner does, over the FakeApi's Secrets."""
+    secrets = [
+        o for path, o in api.objects.items() if path.startswith("/api/v1/namespaces/kube-system/secrets/")
+    ]
+    info = api.get(discovery.CLUSTER_INFO)
+    info["data"] = bootstrapsigner.signed_data(info["data"], bootstrapsigner.signing_tokens(secrets))
 
 
 def fetch(api: FakeApi) -> Any:
@@ -115,7 +128,7 @@ def test_the_token_secret_is_what_the_apiserver_checks(cluster_api: FakeApi) -> 
     assert data["usage-bootstrap-authentication"] == "true" and "expiration" in data
 
 
-def test_token_create_signs_cluster_info_for_the_new_token(
+def test_token_create_writes_only_the_secret_and_the_signer_signs_for_it(
     cluster_api: FakeApi, monkeypatch: pytest.MonkeyPatch, ca: pkiutil.Issued, tmp_path: Path
 ) -> None:
     from capstan.lab.standins.kubeadm import reset
@@ -132,10 +145,36 @@ def test_token_create_signs_cluster_info_for_the_new_token(
         certificate_key=None,
     )
     assert reset.token_create(args) == 0
-    found = discovery.discover(
-        fetch(cluster_api), "qwerty.0123456789qwerty", [pkiutil.spki_hash(ca.cert)], False
-    )
+    assert "jws-kubeconfig-qwerty" not in cluster_api.get(discovery.CLUSTER_INFO)["data"]  # as real kubeadm
+    pin = [pkiutil.spki_hash(ca.cert)]
+    with pytest.raises(KubeadmError, match='token id "qwerty" is invalid'):
+        discovery.discover(fetch(cluster_api), "qwerty.0123456789qwerty", pin, False)
+    run_signer(cluster_api)
+    found = discovery.discover(fetch(cluster_api), "qwerty.0123456789qwerty", pin, False)
     assert found.server == SERVER
+
+
+def test_discovery_waits_for_the_signature_until_its_deadline(
+    cluster_api: FakeApi, ca: pkiutil.Issued
+) -> None:
+    info = cluster_api.get(discovery.CLUSTER_INFO)
+    unsigned = {**info, "data": {"kubeconfig": info["data"]["kubeconfig"]}}
+    answers = [unsigned, unsigned, info]
+    calls: list[int] = []
+
+    def fetch_in_turn() -> Any:
+        calls.append(1)
+        return answers[min(len(calls), len(answers)) - 1]
+
+    pin = [pkiutil.spki_hash(ca.cert)]
+    found = discovery.discover(
+        fetch_in_turn, TOKEN, pin, False, wait_until=time.monotonic() + 30, interval=0.01
+    )
+    assert found.server == SERVER and len(calls) == 3
+    with pytest.raises(KubeadmError, match='token id "abcdef" is invalid'):
+        discovery.discover(
+            lambda: unsigned, TOKEN, pin, False, wait_until=time.monotonic() + 0.05, interval=0.01
+        )
 
 
 def _join_config(tmp_path: Path, **changes: Any) -> str:

@@ -112,6 +112,9 @@ def test_not_ready_until_a_cni_pod_is_on_the_node(root: Path, containerd: socket
     api.objects["/api/v1/namespaces/kube-system/pods"] = {"items": [{**pod, "spec": {"nodeName": "w9"}}]}
     assert not readiness(CRI, agent(api))[0]  # a calico pod on another node does not count
     api.objects["/api/v1/namespaces/kube-system/pods"] = {"items": [pod]}
+    assert not readiness(CRI, agent(api))[0]  # pinned here by the DaemonSet controller, not yet bound
+    bound = {**pod, "spec": {"affinity": affinity, "nodeName": "w1"}}
+    api.objects["/api/v1/namespaces/kube-system/pods"] = {"items": [bound]}
     ready, why = readiness(CRI, agent(api))
     assert ready, why
     conflist = (root / "etc/cni/net.d/10-calico.conflist").read_text()

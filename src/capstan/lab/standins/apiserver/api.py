@@ -2,9 +2,9 @@
 
 Why independent of http.server: the TLS server (``server.py``) only turns sockets into
 ``HttpRequest`` values, so the semantics here are the same whether reached by kubectl over TLS or
-by a unit test. Anonymous callers may reach only the public health/version paths and the
-cluster-info ConfigMap; anything else answers 401 (SIMPLIFICATION: with --anonymous-auth=true a real
-server answers 403 for system:anonymous).
+by a unit test. Anonymous callers may reach the public health/version paths and what RBAC grants
+``system:anonymous`` (kubeadm's Role for the cluster-info ConfigMap); anything else answers 401
+(SIMPLIFICATION: with --anonymous-auth=true a real server answers 403 for system:anonymous).
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import Any
 
 import yaml
 
-from . import auth, discovery, eviction, protobuf, status
+from . import auth, discovery, eviction, protobuf, rbac, status
 from .audit import AuditLog
 from .registry import Obj, Registry
-from .resources import Resource, core
+from .resources import Resource, by_name, core
 from .selectors import field_query, label_query
 from .status import ApiStatus
 from .storage import StorageError, Unavailable
@@ -59,6 +59,22 @@ def _json(code: int, obj: Any) -> HttpResponse:
     return HttpResponse(code, json.dumps(obj).encode())
 
 
+class _RbacObjects:
+    """The stored RBAC objects, as ``rbac.allows`` reads them."""
+
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    def list(self, plural: str, namespace: str) -> list[Obj]:
+        return self.registry.items(by_name(rbac.GROUP, plural), namespace)[0]
+
+    def get(self, plural: str, namespace: str, name: str) -> Obj | None:
+        try:
+            return self.registry.get(by_name(rbac.GROUP, plural), namespace, name)
+        except ApiStatus:
+            return None
+
+
 class App:
     def __init__(
         self,
@@ -78,6 +94,7 @@ class App:
         self.anonymous_auth = anonymous_auth
         self.bootstrap_tokens = bootstrap_tokens
         self.audit = audit
+        self.rbac = _RbacObjects(registry)
 
     # ---- entry -------------------------------------------------------------------------------
     def handle(self, req: HttpRequest) -> HttpResponse:
@@ -88,9 +105,16 @@ class App:
             route = self._route(req.path)
             verb = self._verb(req, route)
             attrs = auth.Request(
-                user, verb, route.resource, route.subresource, route.namespace, route.name, req.path
+                user,
+                verb,
+                route.resource,
+                route.subresource,
+                route.namespace,
+                route.name,
+                req.path,
+                self._object_name(req) if verb == "create" and not route.name else "",
             )
-            if not auth.authorize(attrs, self.authorization_mode):
+            if not auth.authorize(attrs, self.authorization_mode, self.rbac):
                 if user.anonymous:
                     raise status.unauthorized()
                 raise status.forbidden(user.name, verb, route.resource, route.namespace, req.path)
@@ -136,6 +160,16 @@ class App:
         except ApiStatus:
             secret = None
         return auth.user_from_bootstrap_token(token, secret)
+
+    def _object_name(self, req: HttpRequest) -> str:
+        """metadata.name of a create's body, for NodeRestriction ("" when the body does not decode)."""
+        try:
+            body = self._body(req)
+        except ApiStatus:
+            return ""
+        meta = body.get("metadata") if isinstance(body, dict) else None
+        name = meta.get("name") if isinstance(meta, dict) else None
+        return name if isinstance(name, str) else ""
 
     # ---- routing -----------------------------------------------------------------------------
     def _route(self, path: str) -> Route:

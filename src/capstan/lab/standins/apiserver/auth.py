@@ -5,10 +5,15 @@ against --client-ca-file, so its CN is the user and its O entries the groups; a 
 checked against its ``bootstrap-token-<id>`` Secret in kube-system with the rules kubeadm relies on
 (type, usage, expiry, extra groups).
 
-Authorization is a SIMPLIFICATION of Node+RBAC: instead of evaluating RBAC objects it applies the
-fixed policy in ``_RULES`` below, which grants what the default roles and kubeadm's bindings grant
-the identities a kubeadm cluster uses (admins, nodes, bootstrappers, controller-manager, scheduler),
-and denies everything else. RoleBindings created through the API are stored but not consulted.
+Authorization, in the real order: the superuser groups (``system:masters``; SIMPLIFICATION:
+``kubeadm:cluster-admins`` too, which a real cluster grants through kubeadm's ClusterRoleBinding), then
+the Node authorizer for ``system:nodes`` (with NodeRestriction's "own Node, own Lease" check, on the
+name in the body for a create), then RBAC (``rbac.py``): the Roles, ClusterRoles and bindings stored
+in the API, which is how bootstrap tokens get their rights (kubeadm's bindings to the default
+ClusterRoles the server creates at start). SIMPLIFICATIONS: the rights of the scheduler and the
+controller-manager are the fixed ``_COMPONENT_RULES`` rather than their default ClusterRoles; a node may
+read any pod, Secret or ConfigMap (the Node authorizer limits reads to what its bound pods use);
+non-resource paths (health, version, discovery) are open to every authenticated user.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from . import rbac
 from .resources import Resource
 
 PUBLIC_PATHS = ("/healthz", "/livez", "/readyz", "/version")
@@ -58,7 +64,8 @@ def user_from_cert(peercert: dict[str, Any] | None) -> User | None:
     return User(cn, (*orgs, "system:authenticated"))
 
 
-def _decoded(data: dict[str, Any], key: str) -> str:
+def secret_value(data: dict[str, Any], key: str) -> str:
+    """One decoded value of a Secret's ``data`` ("" when absent or not base64 of UTF-8)."""
     raw = data.get(key)
     if not isinstance(raw, str):
         return ""
@@ -66,6 +73,18 @@ def _decoded(data: dict[str, Any], key: str) -> str:
         return base64.b64decode(raw, validate=True).decode()
     except (ValueError, UnicodeDecodeError):
         return ""
+
+
+def token_expired(data: dict[str, Any], now: datetime | None = None) -> bool:
+    """A bootstrap-token Secret's ``expiration`` has passed (an unreadable one counts as passed)."""
+    expiry = secret_value(data, "expiration")
+    if not expiry:
+        return False
+    try:
+        when = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
+    except ValueError:
+        return True
+    return when <= (now or datetime.now(UTC))
 
 
 def user_from_bootstrap_token(
@@ -77,21 +96,13 @@ def user_from_bootstrap_token(
         return None
     data = secret.get("data") or {}
     token_id, token_secret = m.group(1), m.group(2)
-    if _decoded(data, "token-id") != token_id:
+    if secret_value(data, "token-id") != token_id:
         return None
-    if not hmac.compare_digest(_decoded(data, "token-secret"), token_secret):
+    if not hmac.compare_digest(secret_value(data, "token-secret"), token_secret):
         return None
-    if _decoded(data, "usage-bootstrap-authentication") != "true":
+    if secret_value(data, "usage-bootstrap-authentication") != "true" or token_expired(data, now):
         return None
-    expiry = _decoded(data, "expiration")
-    if expiry:
-        try:
-            when = datetime.fromisoformat(expiry.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        if when <= (now or datetime.now(UTC)):
-            return None
-    extra = [g.strip() for g in _decoded(data, "auth-extra-groups").split(",") if g.strip()]
+    extra = [g.strip() for g in secret_value(data, "auth-extra-groups").split(",") if g.strip()]
     if any(not g.startswith("system:bootstrappers:") for g in extra):
         return None
     return User(f"system:bootstrap:{token_id}", ("system:bootstrappers", *extra, "system:authenticated"))
@@ -106,12 +117,9 @@ class Request:
     resource: Resource | None
     subresource: str
     namespace: str
-    name: str
+    name: str  # from the URL (empty for create and list), what RBAC matches resourceNames against
     path: str
-
-
-_READ = frozenset({"get", "list", "watch"})
-_WRITE = frozenset({"create", "update", "patch", "delete"})
+    object_name: str = ""  # metadata.name of the body of a create: NodeRestriction checks it
 
 
 @dataclass(frozen=True)
@@ -120,19 +128,15 @@ class _Rule:
     verbs: frozenset[str]
     resources: frozenset[str]  # "plural" or "plural/subresource"; "*" = any
     namespaces: frozenset[str] = frozenset()  # empty = any
-    names: frozenset[str] = frozenset()  # empty = any
     own: bool = False  # the object's name must be the node's own name (system:node:<name>)
 
 
-def _rule(
-    who: str, verbs: str, resources: str, namespaces: str = "", names: str = "", own: bool = False
-) -> _Rule:
+def _rule(who: str, verbs: str, resources: str, namespaces: str = "", own: bool = False) -> _Rule:
     return _Rule(
         frozenset(who.split()),
         frozenset(verbs.split()),
         frozenset(resources.split()),
         frozenset(namespaces.split()),
-        frozenset(names.split()),
         own,
     )
 
@@ -140,10 +144,12 @@ def _rule(
 _NODE_READS = (
     "pods services endpoints configmaps secrets serviceaccounts persistentvolumeclaims persistentvolumes"
 )
-_RULES: tuple[_Rule, ...] = (
-    # kubelets (Node authorizer + system:node role, simplified: reads are not limited to bound pods)
-    _rule("system:nodes", "get list watch create", "nodes"),
-    _rule("system:nodes", "update patch", "nodes nodes/status", own=True),
+_NODE_RULES: tuple[_Rule, ...] = (
+    # Node authorizer + NodeRestriction (simplified: reads are not limited to bound pods). A kubelet
+    # registers its own Node with its own credentials, after the TLS bootstrap: bootstrap tokens may
+    # not create Nodes.
+    _rule("system:nodes", "get list watch", "nodes"),
+    _rule("system:nodes", "create update patch", "nodes nodes/status", own=True),
     _rule("system:nodes", "get list watch", _NODE_READS),
     _rule("system:nodes", "create delete", "pods"),
     _rule("system:nodes", "update patch", "pods/status"),
@@ -151,18 +157,8 @@ _RULES: tuple[_Rule, ...] = (
     _rule("system:nodes", "create update patch", "events"),
     _rule("system:nodes", "get list watch create update patch", "csinodes runtimeclasses"),
     _rule("system:nodes", "get list watch create", "certificatesigningrequests"),
-    # bootstrap tokens (system:node-bootstrapper, kubeadm:get-nodes, kubeadm's config Roles);
-    # creating a Node with a bootstrap token is ALLOWED here, which the real cluster refuses
-    _rule("system:bootstrappers", "get list watch create", "certificatesigningrequests"),
-    _rule("system:bootstrappers", "get create", "nodes"),
-    _rule(
-        "system:bootstrappers system:nodes", "get", "configmaps",
-        namespaces="kube-system", names="kubeadm-config kubelet-config kube-proxy",
-    ),
-    _rule(
-        "system:authenticated system:unauthenticated", "get", "configmaps",
-        namespaces="kube-public", names="cluster-info",
-    ),
+)
+_COMPONENT_RULES: tuple[_Rule, ...] = (
     # the scheduler
     _rule("system:kube-scheduler", "get list watch", "*"),
     _rule("system:kube-scheduler", "create", "pods/binding"),
@@ -190,12 +186,15 @@ def _allowed_by(rule: _Rule, req: Request, who: set[str]) -> bool:
         return False
     if rule.namespaces and req.namespace not in rule.namespaces:
         return False
-    if rule.names and req.name not in rule.names:
-        return False
-    return not rule.own or (bool(req.name) and req.name == _node_name(req.user))
+    name = req.name or req.object_name
+    return not rule.own or (bool(name) and name == _node_name(req.user))
 
 
-def authorize(req: Request, mode: str = "Node,RBAC") -> bool:
+def _public(path: str) -> bool:
+    return path in PUBLIC_PATHS or any(path.startswith(p + "/") for p in ("/healthz", "/livez", "/readyz"))
+
+
+def authorize(req: Request, mode: str = "Node,RBAC", rbac_source: rbac.Source | None = None) -> bool:
     """The decision for one request under --authorization-mode (see the module docstring)."""
     modes = {m.strip() for m in mode.split(",") if m.strip()}
     if "AlwaysAllow" in modes:
@@ -206,12 +205,27 @@ def authorize(req: Request, mode: str = "Node,RBAC") -> bool:
     if who & set(SUPERUSER_GROUPS):
         return True
     if req.resource is None:
-        if req.path in PUBLIC_PATHS or any(
-            req.path.startswith(p + "/") for p in ("/healthz", "/livez", "/readyz")
-        ):
+        if _public(req.path) or ("system:authenticated" in who and req.path.startswith(DISCOVERY_PREFIXES)):
             return True
-        return "system:authenticated" in who and req.path.startswith(DISCOVERY_PREFIXES)
-    return any(_allowed_by(rule, req, who) for rule in _RULES)
+    else:
+        if "Node" in modes and any(_allowed_by(rule, req, who) for rule in _NODE_RULES):
+            return True
+        if "RBAC" in modes and any(_allowed_by(rule, req, who) for rule in _COMPONENT_RULES):
+            return True
+    if "RBAC" not in modes or rbac_source is None:
+        return False
+    res = req.resource
+    return rbac.allows(
+        rbac_source,
+        req.user,
+        req.verb,
+        group=res.group if res is not None else "",
+        resource=res.name if res is not None else "",
+        subresource=req.subresource,
+        namespace=req.namespace,
+        name=req.name,
+        path=req.path,
+    )
 
 
 SecretLookup = Callable[[str], dict[str, Any] | None]

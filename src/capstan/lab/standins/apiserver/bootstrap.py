@@ -2,17 +2,20 @@
 
 The system namespaces (default, kube-system, kube-public, kube-node-lease), the ``kubernetes``
 Service in default with the first IP of --service-cluster-ip-range and its Endpoints listing this
-server's advertise address (SIMPLIFICATION: addresses are only added, never reconciled away), and the
-two built-in PriorityClasses that kubeadm's static pods name.
+server's advertise address (SIMPLIFICATION: addresses are only added, never reconciled away), the
+two built-in PriorityClasses that kubeadm's static pods name, and the default ClusterRoles kubeadm's
+RBAC bindings refer to (``rbac.DEFAULT_CLUSTER_ROLES``; created when missing, not reconciled).
 """
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import logging
 import threading
 from typing import Any
 
+from . import rbac
 from .registry import Registry
 from .resources import by_name, core
 from .status import ApiStatus
@@ -78,6 +81,10 @@ def bootstrap(reg: Registry, advertise: str, port: int) -> None:
             "description": f"Used for {name.split('-')[1]} critical pods.",
         }
         _ensure(reg, "scheduling.k8s.io", "priorityclasses", "", pc)
+    for role in rbac.DEFAULT_CLUSTER_ROLES:
+        _ensure(reg, rbac.GROUP, "clusterroles", "", copy.deepcopy(role))
+    for binding in rbac.DEFAULT_CLUSTER_ROLE_BINDINGS:
+        _ensure(reg, rbac.GROUP, "clusterrolebindings", "", copy.deepcopy(binding))
 
 
 def bootstrap_until_done(reg: Registry, advertise: str, port: int, stop: threading.Event) -> None:

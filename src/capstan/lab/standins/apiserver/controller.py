@@ -2,10 +2,14 @@
 
 Each pass (every --node-monitor-period, at most 2 s): node lifecycle (a node whose kubelet stopped
 reporting, by Ready-condition heartbeat or node Lease, for --node-monitor-grace-period gets Ready
-"Unknown" and the unreachable taint; its pods lose Ready, and get it back when the node does, since no
-kubelet runs containers here), a default ServiceAccount per namespace, PodDisruptionBudget status,
-the workload controllers (``workloads.py``) and kubelet CSRs (``csr.py``). A failing pass is logged
-and retried; the loop never exits on an API error.
+"Unknown"; its pods lose Ready, and get it back when the node does, since no kubelet runs containers
+here), a default ServiceAccount per namespace, PodDisruptionBudget status, the workload controllers
+(``workloads.py``), kubelet CSRs (``csr.py``) and, when --controllers names it, the bootstrap signer
+(``bootstrapsigner.py``). The node lifecycle controller's NoSchedule taints follow each node's
+conditions (not-ready, unreachable, memory/disk/pid pressure, network-unavailable, and unschedulable
+for a cordoned node) on a faster cadence of their own, since the real one reacts to every Node change
+at once. SIMPLIFICATION: no NoExecute taints and no taint-based eviction. A failing pass is logged and
+retried; the loop never exits on an API error.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
@@ -24,13 +29,24 @@ from ..common import kubetime
 from ..common.client import ApiError, KubeClient
 from ..common.health import serve_health, serving_context
 from ..common.kubeconfig import KubeconfigError
-from . import csr
+from . import bootstrapsigner, csr
 from .eviction import budget
 from .workloads import Workloads
 
 log = logging.getLogger("kube-controller-manager")
 Obj = dict[str, Any]
-UNREACHABLE = {"key": "node.kubernetes.io/unreachable", "effect": "NoSchedule"}
+TAINT_FOR_CONDITION = {
+    ("Ready", "False"): "node.kubernetes.io/not-ready",
+    ("Ready", "Unknown"): "node.kubernetes.io/unreachable",
+    ("MemoryPressure", "True"): "node.kubernetes.io/memory-pressure",
+    ("DiskPressure", "True"): "node.kubernetes.io/disk-pressure",
+    ("PIDPressure", "True"): "node.kubernetes.io/pid-pressure",
+    ("NetworkUnavailable", "True"): "node.kubernetes.io/network-unavailable",
+}
+UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+MANAGED_TAINTS = frozenset({*TAINT_FOR_CONDITION.values(), UNSCHEDULABLE})
+TAINT_PERIOD = 0.5
+OFF_BY_DEFAULT = frozenset({"bootstrapsigner", "tokencleaner"})
 
 _STRINGS = (
     "kubeconfig", "authentication-kubeconfig", "authorization-kubeconfig", "cluster-signing-cert-file",
@@ -58,7 +74,8 @@ FLAGS = (
 
 
 class NodeLifecycle:
-    """Marks silent nodes Unknown, from heartbeats observed on this process's own clock (as the real one)."""
+    """Marks silent nodes Unknown, from heartbeats observed on this process's own clock (as the real one),
+    and keeps every node's condition taints in step with its conditions."""
 
     def __init__(self, api: KubeClient, grace: float) -> None:
         self.api = api
@@ -89,10 +106,28 @@ class NodeLifecycle:
             if silent and ready is not None and ready.get("status") != "Unknown":
                 self._mark_unknown(node)
                 log.info("node %s stopped posting status: Ready=Unknown", name)
-            elif not silent and ready is not None and ready.get("status") == "True":
-                self._clear_taint(node)
             state = "True" if (ready or {}).get("status") == "True" and not silent else "False"
             self._pods_follow(name, state, pods)
+        self.taint_pass()
+
+    def taint_pass(self) -> None:
+        """Bring every node's condition taints in line with its conditions."""
+        for node in self.api.items("/api/v1/nodes"):
+            want = wanted_taints(node)
+            if want is None:
+                continue
+            have = list((node.get("spec") or {}).get("taints") or [])
+            new = updated_taints(have, want)
+            if new != have:
+                meta = {"resourceVersion": node["metadata"]["resourceVersion"]}
+                try:
+                    self.api.patch(
+                        f"/api/v1/nodes/{node['metadata']['name']}",
+                        {"metadata": meta, "spec": {"taints": new or None}},
+                    )
+                except ApiError as exc:
+                    if exc.status not in (404, 409):  # gone, or changed meanwhile: the next pass
+                        raise
 
     def _mark_unknown(self, node: Obj) -> None:
         name, stamp = node["metadata"]["name"], kubetime.stamp()
@@ -107,22 +142,6 @@ class NodeLifecycle:
             f"/api/v1/nodes/{name}/status",
             {"metadata": {"resourceVersion": rv}, "status": {"conditions": conditions}},
         )
-        fresh = self.api.get(f"/api/v1/nodes/{name}")
-        taints = list((fresh.get("spec") or {}).get("taints") or [])
-        if not any(t.get("key") == UNREACHABLE["key"] for t in taints):
-            taints.append({**UNREACHABLE, "timeAdded": stamp})
-            meta = {"resourceVersion": fresh["metadata"]["resourceVersion"]}
-            self.api.patch(f"/api/v1/nodes/{name}", {"metadata": meta, "spec": {"taints": taints}})
-
-    def _clear_taint(self, node: Obj) -> None:
-        taints = list((node.get("spec") or {}).get("taints") or [])
-        kept = [t for t in taints if t.get("key") != UNREACHABLE["key"]]
-        if len(kept) != len(taints):
-            meta = {"resourceVersion": node["metadata"]["resourceVersion"]}
-            self.api.patch(
-                f"/api/v1/nodes/{node['metadata']['name']}",
-                {"metadata": meta, "spec": {"taints": kept or None}},
-            )
 
     def _pods_follow(self, node: str, state: str, pods: list[Obj]) -> None:
         for pod in pods:
@@ -145,6 +164,40 @@ class NodeLifecycle:
                 path,
                 {"metadata": {"resourceVersion": meta["resourceVersion"]}, "status": {"conditions": new}},
             )
+
+
+def wanted_taints(node: Obj) -> set[str] | None:
+    """The condition taint keys ``node`` should carry (None: no Ready condition yet, leave it alone)."""
+    conditions = (node.get("status") or {}).get("conditions") or []
+    if not any(c.get("type") == "Ready" for c in conditions):
+        return None
+    keys = {TAINT_FOR_CONDITION.get((c.get("type"), c.get("status")), "") for c in conditions} - {""}
+    if (node.get("spec") or {}).get("unschedulable"):
+        keys.add(UNSCHEDULABLE)
+    return keys
+
+
+def updated_taints(have: list[Obj], want: set[str]) -> list[Obj]:
+    """``have`` without the managed NoSchedule taints not in ``want``, plus the missing ones appended."""
+
+    def managed(t: Obj) -> bool:
+        return t.get("effect") == "NoSchedule" and t.get("key") in MANAGED_TAINTS
+
+    kept = [t for t in have if not managed(t) or t.get("key") in want]
+    present = {t.get("key") for t in kept if managed(t)}
+    return kept + [{"key": k, "effect": "NoSchedule"} for k in sorted(want - present)]
+
+
+def controller_enabled(name: str, controllers: list[str]) -> bool:
+    """--controllers as the real one reads it: ``*`` = the on-by-default ones, ``foo``/``-foo`` override."""
+    star = False
+    for item in controllers:
+        if item == name:
+            return True
+        if item == f"-{name}":
+            return False
+        star = star or item == "*"
+    return star and name not in OFF_BY_DEFAULT
 
 
 def _service_accounts(api: KubeClient) -> None:
@@ -183,17 +236,8 @@ def _pdb_status(api: KubeClient) -> None:
             api.patch(path, {"status": numbers})
 
 
-def run(
-    api: KubeClient, grace: float, period: float, signer: csr.Signer | None, stop: threading.Event
-) -> None:
-    nodes, workloads = NodeLifecycle(api, grace), Workloads(api)
-    steps = (
-        nodes.sync,
-        lambda: _service_accounts(api),
-        workloads.sync,
-        lambda: _pdb_status(api),
-        lambda: csr.sync(api, signer),
-    )
+def _every(period: float, steps: list[Callable[[], object]], stop: threading.Event) -> None:
+    """Run ``steps`` in order every ``period`` seconds; a failing step does not stop the others."""
     while not stop.is_set():
         for step in steps:
             try:
@@ -201,6 +245,31 @@ def run(
             except ApiError as exc:
                 log.warning("reconcile step failed (retrying next pass): %s", exc)
         stop.wait(period)
+
+
+def run(
+    api: KubeClient,
+    grace: float,
+    period: float,
+    signer: csr.Signer | None,
+    stop: threading.Event,
+    controllers: list[str] | None = None,
+) -> None:
+    enabled = controllers or ["*"]
+    nodes, workloads = NodeLifecycle(api, grace), Workloads(api)
+    steps: list[Callable[[], object]] = [
+        nodes.sync,
+        lambda: _service_accounts(api),
+        workloads.sync,
+        lambda: _pdb_status(api),
+        lambda: csr.sync(api, signer),
+    ]
+    if controller_enabled("bootstrapsigner", enabled):
+        steps.append(lambda: bootstrapsigner.sync(api))
+    threading.Thread(
+        target=_every, args=(TAINT_PERIOD, [nodes.taint_pass], stop), name="node-taints", daemon=True
+    ).start()
+    _every(period, steps, stop)
 
 
 def main(argv: list[str], version: str) -> int:
@@ -249,6 +318,6 @@ def main(argv: list[str], version: str) -> int:
         os.getpid(),
         health.server_address[1],
     )
-    run(api, grace, max(period, 0.2), signer, stop)
+    run(api, grace, max(period, 0.2), signer, stop, f.get_list("controllers"))
     health.shutdown()
     return 0

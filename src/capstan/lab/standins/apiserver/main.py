@@ -153,7 +153,13 @@ def build(f: fl.Flags, version: str) -> tuple[APIServer, Registry, str, int]:
         )
     except (ValueError, encryption.EncryptionConfigError, audit.AuditConfigError) as exc:
         raise ConfigError(str(exc)) from None
-    reg = Registry(storage, f.get_str("etcd-prefix"), enc, _service_range(f))
+    reg = Registry(
+        storage,
+        f.get_str("etcd-prefix"),
+        enc,
+        _service_range(f),
+        frozenset(f.get_list("disable-admission-plugins")),
+    )
     bind, port = f.get_str("bind-address"), f.get_int("secure-port")
     advertise = f.get_str("advertise-address") or ("127.0.0.1" if bind in ("0.0.0.0", "::") else bind)
     app = App(

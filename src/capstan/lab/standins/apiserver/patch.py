@@ -61,6 +61,16 @@ def _merge_key(field: str, items: list[Any]) -> str | None:
     return None
 
 
+_PROTOCOL_KEYED = ("containerPort", "port")
+
+
+def _same(live: dict[str, Any], item: dict[str, Any], key: str) -> bool:
+    """Same list entry: ports are keyed by number *and* protocol (53/UDP and 53/TCP are two entries)."""
+    if live.get(key) != item.get(key):
+        return False
+    return key not in _PROTOCOL_KEYED or live.get("protocol", "TCP") == item.get("protocol", "TCP")
+
+
 def _merge_list(orig: list[Any], patch: list[Any], key: str) -> list[Any]:
     if any(isinstance(p, dict) and p.get("$patch") == "replace" for p in patch):
         return [_strip(p) for p in patch if not (isinstance(p, dict) and "$patch" in p)]
@@ -68,9 +78,7 @@ def _merge_list(orig: list[Any], patch: list[Any], key: str) -> list[Any]:
     for item in patch:
         if not isinstance(item, dict):
             continue
-        idx = next(
-            (i for i, o in enumerate(result) if isinstance(o, dict) and o.get(key) == item.get(key)), None
-        )
+        idx = next((i for i, o in enumerate(result) if isinstance(o, dict) and _same(o, item, key)), None)
         if item.get("$patch") == "delete":
             if idx is not None:
                 del result[idx]

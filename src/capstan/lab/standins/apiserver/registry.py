@@ -75,11 +75,13 @@ class Registry:
         prefix: str = "/registry",
         encryption: Encryption | None = None,
         service_range: ipaddress.IPv4Network | ipaddress.IPv6Network | None = None,
+        disabled_admission: frozenset[str] = frozenset(),
     ) -> None:
         self.storage = storage
         self.prefix = prefix.rstrip("/")
         self.encryption = encryption or Encryption()
         self.service_range = service_range
+        self.disabled_admission = disabled_admission  # --disable-admission-plugins
 
     # ---- resources -------------------------------------------------------------------------
     def crd_resources(self) -> list[Resource]:

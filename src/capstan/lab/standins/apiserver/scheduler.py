@@ -1,10 +1,11 @@
 """kube-scheduler stand-in: a health endpoint and a loop that places Pending pods.
 
 Each pass (every second) takes the pods with no ``spec.nodeName`` for the default scheduler, filters
-nodes as ``scheduling.py`` says (Ready, schedulable unless tolerated, taints, nodeSelector, required
-node affinity) and binds each pod to the least-loaded node through the pods/binding subresource, as
-the real scheduler does. SIMPLIFICATION: there is no container runtime behind the lab's kubelets, so
-the scheduler then marks the pod Running and Ready itself (pods "run" by status only).
+nodes as ``scheduling.py`` says (schedulable unless tolerated, taints incl. the not-ready/unreachable
+ones, nodeSelector, required node affinity) and binds each pod to the least-loaded node through the
+pods/binding subresource, as the real scheduler does. SIMPLIFICATION: there is no container runtime
+behind the lab's kubelets, so the scheduler then marks the pod Running itself (pods "run" by status
+only), Ready when its node is Ready.
 """
 
 from __future__ import annotations
@@ -45,16 +46,21 @@ FLAGS = (
 def _running_status(pod: Obj, node: Obj) -> Obj:
     now = kubetime.stamp()
     addrs = {a.get("type"): a.get("address") for a in (node.get("status") or {}).get("addresses") or []}
+    node_ready = any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in (node.get("status") or {}).get("conditions") or []
+    )
+    states = {"PodScheduled": True, "Initialized": True, "ContainersReady": node_ready, "Ready": node_ready}
     conds = [
-        {"type": t, "status": "True", "lastTransitionTime": now}
-        for t in ("PodScheduled", "Initialized", "ContainersReady", "Ready")
+        {"type": t, "status": "True" if ok else "False", "lastTransitionTime": now}
+        for t, ok in states.items()
     ]
     containers = [
         {
             "name": c.get("name"),
             "image": c.get("image"),
             "imageID": "",
-            "ready": True,
+            "ready": node_ready,
             "started": True,
             "restartCount": 0,
             "state": {"running": {"startedAt": now}},

@@ -1,7 +1,12 @@
-"""Where a pod may run: taints and tolerations, nodeSelector, required node affinity, readiness.
+"""Where a pod may run: cordon, taints and tolerations, nodeSelector, required node affinity.
 
 Shared by the scheduler stand-in (placing Pending pods) and the DaemonSet controller stand-in (which
 nodes get a daemon pod). Scoring is the scheduler's business; this module only filters.
+
+Readiness is not a filter, as in the real scheduler: a node that is not Ready carries the
+``node.kubernetes.io/not-ready`` (or ``unreachable``) NoSchedule taint, put there by the API server when
+the Node is created and kept in step with its Ready condition by the node lifecycle controller, so
+only pods that tolerate it (DaemonSet pods of CNI plugins and kube-proxy do) land there.
 """
 
 from __future__ import annotations
@@ -21,13 +26,6 @@ def tolerates(tolerations: list[Obj], taint: Obj) -> bool:
                 return True
         elif t.get("key") == taint.get("key") and (t.get("value") or "") == (taint.get("value") or ""):
             return True
-    return False
-
-
-def node_ready(node: Obj) -> bool:
-    for c in (node.get("status") or {}).get("conditions") or []:
-        if c.get("type") == "Ready":
-            return bool(c.get("status") == "True")
     return False
 
 
@@ -62,12 +60,10 @@ def _term_ok(term: Obj, node: Obj) -> bool:
     return ok_labels and ok_fields
 
 
-def why_not(pod: Obj, node: Obj, ignore_readiness: bool = False) -> str:
+def why_not(pod: Obj, node: Obj) -> str:
     """Why ``pod`` cannot go on ``node`` ("" when it can), in the scheduler's words."""
     spec, nspec = pod.get("spec") or {}, node.get("spec") or {}
     tolerations = list(spec.get("tolerations") or [])
-    if not ignore_readiness and not node_ready(node):
-        return "node(s) were not ready"
     if nspec.get("unschedulable") and not tolerates(tolerations, UNSCHEDULABLE_TAINT):
         return "node(s) were unschedulable"
     for taint in nspec.get("taints") or []:
@@ -85,5 +81,5 @@ def why_not(pod: Obj, node: Obj, ignore_readiness: bool = False) -> str:
     return ""
 
 
-def eligible(pod: Obj, node: Obj, ignore_readiness: bool = False) -> bool:
-    return why_not(pod, node, ignore_readiness) == ""
+def eligible(pod: Obj, node: Obj) -> bool:
+    return why_not(pod, node) == ""

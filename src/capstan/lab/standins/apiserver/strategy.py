@@ -3,6 +3,7 @@
 Why these and not more: each rule here is one a capstan flow or kubectl can observe: pods start
 Pending and cannot be moved by editing ``spec.nodeName`` (only the binding subresource places them),
 Services get a ClusterIP from --service-cluster-ip-range, Secrets turn ``stringData`` into ``data``,
+new Nodes get the not-ready taint (admission plugin TaintNodesByCondition, on unless disabled),
 a workload's selector must match its template, CRDs become Established, a CSR records who asked.
 """
 
@@ -30,6 +31,8 @@ def prepare_create(reg: Registry, res: Resource, obj: Obj, user: Any) -> None:
     g, name = res.group, res.name
     if (g, name) == ("", "pods"):
         _pod_create(obj)
+    elif (g, name) == ("", "nodes") and "TaintNodesByCondition" not in reg.disabled_admission:
+        _taint_new_node(obj)
     elif (g, name) == ("", "namespaces"):
         obj.setdefault("spec", {}).setdefault("finalizers", ["kubernetes"])
         obj["status"] = {"phase": "Active"}
@@ -81,6 +84,18 @@ def prepare_update(reg: Registry, res: Resource, new: Obj, old: Obj, subresource
             st["certificate"] = certificate
         new.clear()
         new.update(fresh)
+
+
+NOT_READY_TAINT = {"key": "node.kubernetes.io/not-ready", "effect": "NoSchedule"}
+
+
+def _taint_new_node(obj: Obj) -> None:
+    """Admission plugin TaintNodesByCondition: a new Node is NotReady until the node lifecycle
+    controller, seeing its Ready condition, removes the taint (so nothing is scheduled there before)."""
+    spec = obj.setdefault("spec", {})
+    taints = spec.get("taints") or []
+    if not any(t.get("key") == NOT_READY_TAINT["key"] and t.get("effect") == "NoSchedule" for t in taints):
+        spec["taints"] = [*taints, dict(NOT_READY_TAINT)]
 
 
 def _pod_create(obj: Obj) -> None:

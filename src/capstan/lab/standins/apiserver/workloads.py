@@ -3,8 +3,10 @@
 SIMPLIFICATIONS (documented for the lab README): a Deployment change makes a new ReplicaSet at full
 scale and scales the old ones to 0 at once (no surge/unavailable pacing); ReplicaSets create pods
 (Pending, no node) for the scheduler stand-in to place and delete surplus pods; DaemonSets create one
-pod per eligible node pinned with node affinity on ``metadata.name``, tolerating the taints the real
-DaemonSet controller adds; the garbage collector deletes ReplicaSets and pods whose controller owner
+pod per eligible node (by the node's taints, as the real controller: not by its readiness) pinned with
+node affinity on ``metadata.name`` and tolerating the taints the real DaemonSet controller adds, and the
+scheduler binds it there (a daemon that tolerates ``not-ready``, as CNI agents do, lands on a NotReady
+node); the garbage collector deletes ReplicaSets and pods whose controller owner
 is gone. Nothing runs containers: a pod "runs" when the scheduler stand-in marks it so.
 """
 
@@ -28,6 +30,9 @@ DS_TOLERATIONS = [
     {"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"},
     {"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"},
+]
+HOST_NETWORK_TOLERATIONS = [
+    {"key": "node.kubernetes.io/network-unavailable", "operator": "Exists", "effect": "NoSchedule"},
 ]
 
 
@@ -182,7 +187,8 @@ class Workloads:
         ns = meta["namespace"]
         template = spec.get("template") or {}
         pod_spec = dict(template.get("spec") or {})
-        pod_spec["tolerations"] = list(pod_spec.get("tolerations") or []) + DS_TOLERATIONS
+        added = DS_TOLERATIONS + (HOST_NETWORK_TOLERATIONS if pod_spec.get("hostNetwork") else [])
+        pod_spec["tolerations"] = list(pod_spec.get("tolerations") or []) + added
         mine = [p for p in pods if controller_uid(p) == meta["uid"] and _live(p)]
         by_node: dict[str, Obj] = {}
         for p in mine:
@@ -191,9 +197,7 @@ class Workloads:
                 self._delete(f"{_ns_path('/api/v1', ns, 'pods')}/{p['metadata']['name']}")
             else:
                 by_node[target] = p
-        wanted = {
-            n["metadata"]["name"] for n in nodes if eligible({"spec": pod_spec}, n, ignore_readiness=True)
-        }
+        wanted = {n["metadata"]["name"] for n in nodes if eligible({"spec": pod_spec}, n)}
         for node in sorted(wanted - set(by_node)):
             pod_spec_node = dict(pod_spec)
             pod_spec_node["affinity"] = _pin(node)

@@ -6,22 +6,22 @@ signature keyed by the token secret), verify it, then pin the CA it contains aga
 ``caCertHashes`` (sha256 of the CA's SubjectPublicKeyInfo). A wrong token id, a wrong token secret and
 a wrong CA hash each fail with kubeadm's message.
 
-Who signs: in a real cluster the controller-manager's bootstrapsigner controller keeps the
-``jws-kubeconfig-*`` keys in step with the bootstrap-token Secrets. The stand-in kubeadm signs when it
-creates a token (``init``, ``token create``) instead, because the controller-manager stand-in runs no
-such controller.
+Who signs: the controller-manager's bootstrapsigner controller, which keeps the ``jws-kubeconfig-*``
+keys in step with the bootstrap-token Secrets (kubeadm itself never signs). A join started right after
+``kubeadm token create`` therefore waits, as the real one does, until the signature for its token id
+appears or the discovery timeout passes. SIMPLIFICATION: a signature that is there but does not verify
+fails at once (the real one retries that too until the timeout, then fails with the same message).
 """
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-import json
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from capstan.lab.standins.common.jws import jws_verify
 from capstan.lab.standins.kubeadm import kubeconfig, pkiutil
 from capstan.lab.standins.kubeadm.base import KubeadmError
 from capstan.lab.standins.kubeadm.validate import TOKEN
@@ -29,6 +29,7 @@ from capstan.lab.standins.kubeadm.validate import TOKEN
 CLUSTER_INFO = "/api/v1/namespaces/kube-public/configmaps/cluster-info"
 JWS_PREFIX = "jws-kubeconfig-"
 PHASE = "preflight"
+log = logging.getLogger("kubeadm")
 
 
 def split_token(token: str) -> tuple[str, str]:
@@ -36,29 +37,6 @@ def split_token(token: str) -> tuple[str, str]:
     if match is None:
         raise KubeadmError(f'the bootstrap token was not of the form "{TOKEN.pattern}"', PHASE)
     return match.group(1), match.group(2)
-
-
-def _b64url(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
-
-
-def jws_sign(content: str, token_id: str, token_secret: str) -> str:
-    """A detached HS256 JWS (``header..signature``) over ``content``, as bootstrapsigner writes it."""
-    header = _b64url(json.dumps({"alg": "HS256", "kid": token_id}, separators=(",", ":")).encode())
-    signing_input = f"{header}.{_b64url(content.encode())}".encode()
-    sig = hmac.new(token_secret.encode(), signing_input, hashlib.sha256).digest()
-    return f"{header}..{_b64url(sig)}"
-
-
-def jws_verify(detached: str, content: str, token_id: str, token_secret: str) -> bool:
-    header, _, sig = detached.partition("..")
-    try:
-        decoded = json.loads(base64.urlsafe_b64decode(header + "=" * (-len(header) % 4)))
-    except (ValueError, UnicodeDecodeError):
-        return False
-    if not isinstance(decoded, dict) or decoded.get("alg") != "HS256" or decoded.get("kid") != token_id:
-        return False
-    return hmac.compare_digest(jws_sign(content, token_id, token_secret).partition("..")[2], sig)
 
 
 @dataclass(frozen=True)
@@ -79,15 +57,35 @@ def check_ca_pins(ca_pem: bytes, hashes: list[str]) -> None:
 
 
 def discover(
-    fetch: Callable[[], dict[str, Any]], token: str, hashes: list[str], unsafe_skip_ca: bool
+    fetch: Callable[[], dict[str, Any]],
+    token: str,
+    hashes: list[str],
+    unsafe_skip_ca: bool,
+    *,
+    wait_until: float = 0.0,
+    interval: float = 1.0,
 ) -> Discovered:
-    """Validate a fetched cluster-info ConfigMap against the token and the CA pins."""
+    """Validate a fetched cluster-info ConfigMap against the token and the CA pins.
+
+    While the ConfigMap carries no signature for this token id, fetch again every ``interval`` seconds
+    until ``wait_until`` (a ``time.monotonic()`` deadline; 0 = look once), as kubeadm waits for the
+    bootstrap signer.
+    """
     token_id, token_secret = split_token(token)
-    data = fetch().get("data") or {}
-    content = data.get("kubeconfig")
-    if not isinstance(content, str):
-        raise KubeadmError("there is no kubeconfig in the cluster-info ConfigMap", PHASE)
-    signature = data.get(JWS_PREFIX + token_id)
+    while True:
+        data = fetch().get("data") or {}
+        content = data.get("kubeconfig")
+        if not isinstance(content, str):
+            raise KubeadmError("there is no kubeconfig in the cluster-info ConfigMap", PHASE)
+        signature = data.get(JWS_PREFIX + token_id)
+        if isinstance(signature, str) or time.monotonic() >= wait_until:
+            break
+        log.info(
+            "[discovery] Retrying due to error: could not find a JWS signature in the cluster-info "
+            "ConfigMap for token ID %r",
+            token_id,
+        )
+        time.sleep(interval)
     if not isinstance(signature, str):
         raise KubeadmError(
             f'there is no JWS signed token in the cluster-info ConfigMap. This token id "{token_id}" is '
@@ -107,10 +105,3 @@ def discover(
     if not unsafe_skip_ca:
         check_ca_pins(ca_pem, hashes)
     return Discovered(server, ca_pem)
-
-
-def signed_cluster_info(configmap: dict[str, Any], token_id: str, token_secret: str) -> dict[str, Any]:
-    """``configmap`` with a JWS for this token added (what bootstrapsigner would add)."""
-    data = dict(configmap.get("data") or {})
-    data[JWS_PREFIX + token_id] = jws_sign(str(data["kubeconfig"]), token_id, token_secret)
-    return {**configmap, "data": data}

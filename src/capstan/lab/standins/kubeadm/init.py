@@ -17,7 +17,6 @@ from typing import Any
 from capstan.lab.standins.kubeadm import (
     certs,
     clusterops,
-    discovery,
     kubeconfig,
     manifests,
     objects,
@@ -31,6 +30,7 @@ from capstan.lab.standins.kubeadm.base import (
     ADMIN_CONF,
     MANIFESTS_DIR,
     SUPER_ADMIN_CONF,
+    KubeadmError,
     Version,
     path,
     say,
@@ -147,21 +147,20 @@ def token_objects(tokens: list[dict[str, Any]]) -> list[dict[str, Any]]:
     ]
 
 
-def publish_cluster_info(api: Api, node: NodeSetup, tokens: list[str]) -> None:
-    """cluster-info in kube-public, signed for each token (the bootstrapsigner's job, see discovery)."""
+def publish_cluster_info(api: Api, node: NodeSetup) -> None:
+    """cluster-info in kube-public, created if missing and unsigned: the controller-manager's
+    bootstrapsigner adds one ``jws-kubeconfig-<id>`` per signing token, as on a real cluster."""
     ca_pem = path(f"{node.pki_dir}/ca.crt").read_bytes()
     cm = objects.configmap(
         "cluster-info", "kube-public", {"kubeconfig": kubeconfig.cluster_info(node.endpoint_url, ca_pem)}
     )
     try:
-        current = api.get(discovery.CLUSTER_INFO)
-        cm["data"] = {**(current.get("data") or {}), **cm["data"]}
-    except RestError:
-        pass
-    for token in tokens:
-        token_id, secret = discovery.split_token(token)
-        cm = discovery.signed_cluster_info(cm, token_id, secret)
-    clusterops.apply(api, cm)
+        api.post("/api/v1/namespaces/kube-public/configmaps", cm)
+    except RestError as exc:
+        if exc.status != 409:
+            raise KubeadmError(
+                f"error creating the cluster-info ConfigMap: {exc}", "bootstrap-token"
+            ) from None
 
 
 def join_command(node: NodeSetup, token: str, control_plane_key: str | None) -> str:
@@ -257,7 +256,7 @@ def run(args: argparse.Namespace, binary: Version) -> int:
     if not skipped("bootstrap-token", skip):
         say("[bootstrap-token] Configuring bootstrap tokens, cluster-info ConfigMap, RBAC Roles")
         clusterops.apply_all(api, token_objects(tokens) + objects.bootstrap_rbac(), "bootstrap-token")
-        publish_cluster_info(api, node, [t["token"] for t in tokens])
+        publish_cluster_info(api, node)
     install_addons(api, node, docs, skip)
     _print_success(node, tokens[0]["token"], cert_key, bool(args.skip_token_print))
     return 0

@@ -107,6 +107,7 @@ def discover(join: Doc) -> tuple[discovery.Discovered, Api]:
         str(token["token"]),
         list(token.get("caCertHashes") or []),
         bool(token.get("unsafeSkipCAVerification")),
+        wait_until=deadline,
     )
     say(
         "[preflight] Cluster info signature and contents are valid and the CA is pinned; will use API Server "

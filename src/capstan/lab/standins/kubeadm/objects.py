@@ -220,6 +220,22 @@ def kube_proxy_objects(proxy_doc: Obj, kubeconfig_yaml: str, image: str) -> list
             "system:node-proxier",
             [_subject("ServiceAccount", "kube-proxy", "kube-system")],
         ),
+        # joining nodes read the kube-proxy component config with the bootstrap token
+        role(
+            "kube-proxy",
+            "kube-system",
+            [
+                {
+                    "apiGroups": [""],
+                    "resources": ["configmaps"],
+                    "resourceNames": ["kube-proxy"],
+                    "verbs": ["get"],
+                }
+            ],
+        ),
+        role_binding(
+            "kube-proxy", "kube-system", "kube-proxy", [_subject("Group", DEFAULT_NODE_TOKEN_GROUP)]
+        ),
         configmap(
             "kube-proxy",
             "kube-system",

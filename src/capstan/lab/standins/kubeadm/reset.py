@@ -15,7 +15,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from capstan.lab.standins.kubeadm import clusterops, discovery, kubeconfig, objects, pkiutil, rest
+from capstan.lab.standins.kubeadm import clusterops, kubeconfig, objects, pkiutil, rest
 from capstan.lab.standins.kubeadm import kubeletfiles as kf
 from capstan.lab.standins.kubeadm.base import (
     ADMIN_CONF,
@@ -94,7 +94,8 @@ def reset(args: argparse.Namespace) -> int:
 
 
 def token_create(args: argparse.Namespace) -> int:
-    """A new bootstrap token (and its cluster-info signature); optionally the whole join command."""
+    """A new bootstrap token: only its Secret (the controller-manager's bootstrapsigner signs cluster-info
+    for it); optionally the whole join command."""
     kc = args.kubeconfig or str(path(ADMIN_CONF))
     api = rest.from_kubeconfig(kc)
     token = args.token or new_token()
@@ -107,9 +108,6 @@ def token_create(args: argparse.Namespace) -> int:
     )
     try:
         api.post("/api/v1/namespaces/kube-system/secrets", secret)
-        cm = api.get(discovery.CLUSTER_INFO)
-        token_id, token_secret = discovery.split_token(token)
-        clusterops.apply(api, discovery.signed_cluster_info(cm, token_id, token_secret))
     except RestError as exc:
         raise KubeadmError(
             f"failed to create or update bootstrap token with name bootstrap-token-"

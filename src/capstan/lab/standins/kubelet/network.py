@@ -7,11 +7,11 @@ the real containerd) and looks for a network config file.
 
 Who writes the CNI config: on a real node, the CNI's DaemonSet pod (calico-node's install-cni, the
 flannel and cilium agents) drops it into ``/etc/cni/net.d``. No container runs in the lab, so once a pod
-of the CNI's DaemonSet exists for this node (bound to it, or pinned to it by the DaemonSet controller's
-node affinity: the scheduler stand-in binds only to Ready nodes), the kubelet stand-in does that one
-step on its behalf, rendering the file from the CNI's ConfigMap (calico's ``cni_network_config`` with
+of the CNI's DaemonSet is bound to this node (the scheduler places it on the NotReady node because it
+tolerates the not-ready taint, as on a real cluster), the kubelet stand-in does that one step on its
+behalf, rendering the file from the CNI's ConfigMap (calico's ``cni_network_config`` with
 ``veth_mtu``, flannel's ``cni-conf.json``). A cluster without a CNI therefore keeps its nodes NotReady,
-as a real one does.
+as a real one does, and so does one whose CNI pods cannot be scheduled.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import socket
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit
 
 from capstan.lab.standins import host_path
@@ -90,22 +89,8 @@ def _render(plugin: CniPlugin, data: dict[str, str], node_name: str) -> str:
     )
 
 
-def _pinned_to(pod: dict[str, Any]) -> set[str]:
-    """Nodes a pod is bound to or pinned to (the DaemonSet controller's ``metadata.name`` affinity)."""
-    spec = pod.get("spec") or {}
-    nodes = {str(spec["nodeName"])} if spec.get("nodeName") else set()
-    required = ((spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    for term in required.get("nodeSelectorTerms") or []:
-        for field in term.get("matchFields") or []:
-            if field.get("key") == "metadata.name" and field.get("operator") == "In":
-                nodes.update(str(v) for v in field.get("values") or [])
-    return nodes
-
-
 def _cni_pods(api: Api, node_name: str) -> set[str]:
-    """``namespace/name`` of the CNI DaemonSets that have a pod for this node."""
+    """``namespace/name`` of the CNI DaemonSets that have a pod bound to this node."""
     owners: set[str] = set()
     for namespace in sorted({p.daemonset.split("/")[0] for p in PLUGINS}):
         try:
@@ -113,7 +98,7 @@ def _cni_pods(api: Api, node_name: str) -> set[str]:
         except RestError:
             continue
         for pod in (found.get("items") if isinstance(found, dict) else None) or []:
-            if node_name not in _pinned_to(pod):
+            if (pod.get("spec") or {}).get("nodeName") != node_name:
                 continue
             for ref in (pod.get("metadata") or {}).get("ownerReferences") or []:
                 if ref.get("kind") == "DaemonSet":
