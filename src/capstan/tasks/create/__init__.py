@@ -1,5 +1,29 @@
 """The create-cluster phase implementations; importing this package registers them all."""
 
-from capstan.tasks.create import apilb, artifacts, etcd, facts, osprep, pki, report, runtime
+from capstan.tasks.create import (
+    addons,
+    apilb,
+    artifacts,
+    controlplane,
+    etcd,
+    facts,
+    osprep,
+    pki,
+    report,
+    runtime,
+    workers,
+)
 
-__all__ = ["apilb", "artifacts", "etcd", "facts", "osprep", "pki", "report", "runtime"]
+__all__ = [
+    "addons",
+    "apilb",
+    "artifacts",
+    "controlplane",
+    "etcd",
+    "facts",
+    "osprep",
+    "pki",
+    "report",
+    "runtime",
+    "workers",
+]

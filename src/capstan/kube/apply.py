@@ -1,0 +1,158 @@
+"""Server-side apply of plain object dicts, reporting which ones actually changed.
+
+Objects are sent as the dicts capstan rendered (lightkube's typed models are used only to route a kind
+to its URL), so a field the client library does not know is still applied. Apply is idempotent on the
+server; to report "0 changes" honestly on a converged cluster, each object is read before the apply
+and compared with what the apply returned, ignoring the bookkeeping the server updates on every write
+(resourceVersion, managedFields, status). Namespaces and CustomResourceDefinitions go first, so the
+objects that need them can follow in the same batch; a kind defined by a CRD of the batch is routed
+through a generic resource made from that CRD.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, cast
+
+from lightkube import ApiError, Client
+from lightkube.codecs import from_dict
+from lightkube.core.exceptions import LoadResourceError
+from lightkube.core.resource import NamespacedResource
+from lightkube.core.resource_registry import resource_registry
+from lightkube.generic_resource import create_resources_from_crd
+from lightkube.types import PatchType
+
+from capstan.kube.access import FIELD_MANAGER, KubeError
+
+if TYPE_CHECKING:
+    from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
+
+Obj = dict[str, Any]
+FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
+_VOLATILE_META = ("resourceVersion", "managedFields", "generation", "uid", "creationTimestamp")
+
+
+@dataclass
+class ApplyResult:
+    """Object references (``Kind namespace/name``) that changed and that were already as wanted."""
+
+    changed: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+
+
+def ref(obj: Mapping[str, Any]) -> str:
+    meta = obj.get("metadata") or {}
+    ns = meta.get("namespace")
+    return f"{obj.get('kind')} {ns + '/' if ns else ''}{meta.get('name')}"
+
+
+def apply_order(objs: Iterable[Mapping[str, Any]]) -> list[Obj]:
+    """Namespaces, then CRDs, then everything else in the given order (a stable sort)."""
+    items = [dict(o) for o in objs]
+    rank = {kind: i for i, kind in enumerate(FIRST_KINDS)}
+    return sorted(items, key=lambda o: rank.get(str(o.get("kind")), len(FIRST_KINDS)))
+
+
+def comparable(obj: Mapping[str, Any] | None) -> Obj | None:
+    """``obj`` without what the server rewrites on every write (None stays None)."""
+    if obj is None:
+        return None
+    out = copy.deepcopy(dict(obj))
+    out.pop("status", None)
+    meta = out.get("metadata")
+    if isinstance(meta, dict):
+        for key in _VOLATILE_META:
+            meta.pop(key, None)
+        annotations = meta.get("annotations")
+        if isinstance(annotations, dict):
+            annotations.pop("deprecated.daemonset.template.generation", None)
+            if not annotations:
+                meta.pop("annotations")
+    return out
+
+
+def _check(obj: Mapping[str, Any]) -> None:
+    meta = obj.get("metadata")
+    if not obj.get("apiVersion") or not obj.get("kind") or not isinstance(meta, dict) or not meta.get("name"):
+        raise KubeError(f"cannot apply {ref(obj)}: apiVersion, kind and metadata.name are required")
+
+
+def resource_of(obj: Mapping[str, Any]) -> Any:
+    """The lightkube resource class that routes ``obj`` (built-in kinds, or kinds of known CRDs)."""
+    try:
+        return resource_registry.load(str(obj["apiVersion"]), str(obj["kind"]))
+    except (LoadResourceError, AttributeError, ImportError, KeyError):
+        raise KubeError(
+            f"cannot apply {ref(obj)}: {obj.get('apiVersion')} {obj.get('kind')} is neither a built-in "
+            "kind nor defined by a CustomResourceDefinition of the same manifest"
+        ) from None
+
+
+def _register_crds(objs: Iterable[Obj]) -> None:
+    for obj in objs:
+        if obj.get("kind") == "CustomResourceDefinition":
+            create_resources_from_crd(cast("CustomResourceDefinition", from_dict(obj)))
+
+
+def _as_dict(found: Any) -> Obj:
+    return dict(found.to_dict()) if hasattr(found, "to_dict") else dict(found)
+
+
+def apply_objects(client: Client, objs: Iterable[Mapping[str, Any]], *, dry_run: bool = False) -> ApplyResult:
+    """Server-side apply each object (field manager ``capstan``, conflicts forced); report changes.
+
+    ``dry_run`` reads and compares only: an object that is missing or differs counts as changed.
+    Raises KubeError naming the object on the first refusal.
+    """
+    ordered = apply_order(objs)
+    for obj in ordered:
+        _check(obj)
+    _register_crds(ordered)
+    result = ApplyResult()
+    for obj in ordered:
+        res = resource_of(obj)
+        meta = obj["metadata"]
+        name = str(meta["name"])
+        namespace = meta.get("namespace") if issubclass(res, NamespacedResource) else None
+        if issubclass(res, NamespacedResource) and not namespace:
+            namespace = "default"
+        try:
+            before: Obj | None = _as_dict(client.get(res, name, namespace=namespace))
+        except ApiError as exc:
+            if exc.status.code != 404:
+                raise KubeError(f"cannot read {ref(obj)}: {exc.status.message}") from None
+            before = None
+        if dry_run:
+            same = before is not None and _contains(comparable(before), comparable(obj))
+            (result.unchanged if same else result.changed).append(ref(obj))
+            continue
+        try:
+            after = client.patch(
+                res,
+                name,
+                obj,
+                namespace=namespace,
+                patch_type=PatchType.APPLY,
+                field_manager=FIELD_MANAGER,
+                force=True,
+            )
+        except ApiError as exc:
+            raise KubeError(f"cannot apply {ref(obj)}: {exc.status.message}") from None
+        same = comparable(before) == comparable(_as_dict(after))
+        (result.unchanged if same else result.changed).append(ref(obj))
+    return result
+
+
+def _contains(live: Any, want: Any) -> bool:
+    """True when every field of ``want`` has the same value in ``live`` (lists item by item)."""
+    if isinstance(want, Mapping):
+        return isinstance(live, Mapping) and all(k in live and _contains(live[k], v) for k, v in want.items())
+    if isinstance(want, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(want)
+            and all(_contains(a, b) for a, b in zip(live, want, strict=True))
+        )
+    return bool(live == want)
