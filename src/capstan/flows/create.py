@@ -18,8 +18,9 @@ from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 import capstan.tasks.create  # noqa: F401  (registers the phase implementations)
 from capstan.errors import CapstanError
+from capstan.flows.lock import cluster_lock
+from capstan.flows.source import resolve_spec
 from capstan.plan.phases import CREATE_PHASES
-from capstan.spec import load_spec
 from capstan.tasks.runner import PhaseOutcome, run_phase
 from capstan.tasks.session import Session, TransportFactory, fabric_transport, register, unregister
 
@@ -57,22 +58,30 @@ def run_create(
     dry_run: bool = False,
     factory: TransportFactory = fabric_transport,
 ) -> dict[str, Any]:
-    """The body of the flow, callable with another transport factory by tests of the flow logic."""
-    cluster = load_spec(spec_path)
+    """The body of the flow, callable with another transport factory by tests of the flow logic.
+
+    ``spec_path`` is a cluster.yaml path or a cluster spec block (``block:<name>``, see
+    ``capstan.flows.source``); the run holds the cluster's lock (``capstan.flows.lock``) throughout.
+    """
+    source = resolve_spec(spec_path)
+    cluster = source.cluster
     ids = [p.id for p in CREATE_PHASES]
     if until is not None and until not in ids:
         raise CapstanError(f"--until: unknown phase {until!r} (phases: {', '.join(ids)})")
-    session = register(Session(_run_key(), cluster, factory=factory, dry_run=dry_run))
-    outcomes: list[PhaseOutcome] = []
-    try:
-        for phase in CREATE_PHASES:
-            session.memo["outcomes"] = list(outcomes)
-            outcomes += run_phase(phase, session)
-            if phase.id == until:
-                break
-        kubeconfig = session.memo.get("kubeconfig")
-    finally:
-        unregister(session.key)
+    with cluster_lock(cluster.name):
+        session = register(
+            Session(_run_key(), cluster, factory=factory, dry_run=dry_run, private_key=source.private_key)
+        )
+        outcomes: list[PhaseOutcome] = []
+        try:
+            for phase in CREATE_PHASES:
+                session.memo["outcomes"] = list(outcomes)
+                outcomes += run_phase(phase, session)
+                if phase.id == until:
+                    break
+            kubeconfig = session.memo.get("kubeconfig")
+        finally:
+            unregister(session.key)
     summary = summarize(outcomes)
     if until is None or until == "report":
         summary["kubeconfig"] = kubeconfig
@@ -89,7 +98,8 @@ def create_cluster(spec_path: str, until: str | None = None, dry_run: bool = Fal
     """Create (or converge) the cluster described by the spec at ``spec_path``.
 
     Args:
-        spec_path: path of cluster.yaml on the machine running the flow.
+        spec_path: the cluster spec: "block:<name>" (a capstan cluster spec block, with its SSH
+            credentials block) or the absolute path of cluster.yaml on the worker.
         until: stop after this phase (e.g. "os-prep"); all phases when empty.
         dry_run: gather facts and report what would change, without changing anything.
     """

@@ -32,7 +32,28 @@ def default_known_hosts(cluster: Cluster) -> Path:
     return Path("~/.capstan").expanduser() / cluster.name / "known_hosts"
 
 
-def fabric_transport(cluster: Cluster, host: Host, *, private_key: str | None = None) -> FabricTransport:
+@dataclass(frozen=True)
+class PrivateKey:
+    """Key material from a credentials block, held in memory for one flow run.
+
+    Never a task parameter or result (tasks find it through the session by run key), never written to
+    disk, and its repr says nothing: a session or a key printed by mistake leaks nothing.
+    """
+
+    text: str = field(repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+
+    def __repr__(self) -> str:
+        return "PrivateKey(<from a credentials block>)"
+
+
+def fabric_transport(
+    cluster: Cluster,
+    host: Host,
+    *,
+    private_key: str | None = None,
+    passphrase: str | None = None,
+) -> FabricTransport:
     """The SSH transport for ``host`` as the spec describes it (per-host user/port/bastion override)."""
     from capstan.remote.fabric import Bastion, FabricTransport
 
@@ -54,6 +75,7 @@ def fabric_transport(cluster: Cluster, host: Host, *, private_key: str | None = 
         user=host.user or ssh.user,
         key_filename=key_file,
         private_key=private_key,
+        passphrase=passphrase,
         bastion=bastion,
         connect_timeout=ssh.connect_timeout,
         command_timeout=ssh.command_timeout,
@@ -68,6 +90,8 @@ class Session:
     cluster: Cluster
     factory: TransportFactory = field(default=fabric_transport)
     dry_run: bool = False
+    # From a credentials block: used by the default (Fabric) factory instead of spec.ssh.keyPath.
+    private_key: PrivateKey | None = field(default=None, repr=False)
     _transports: dict[str, Transport] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _named_locks: dict[str, threading.Lock] = field(default_factory=dict)
@@ -83,9 +107,15 @@ class Session:
         with self._lock:
             t = self._transports.get(name)
             if t is None:
-                t = self.factory(self.cluster, self.host(name))
+                t = self._new_transport(self.host(name))
                 self._transports[name] = t
             return t
+
+    def _new_transport(self, host: Host) -> Transport:
+        key = self.private_key
+        if key is not None and self.factory is fabric_transport:
+            return fabric_transport(self.cluster, host, private_key=key.text, passphrase=key.passphrase)
+        return self.factory(self.cluster, host)
 
     @contextmanager
     def exclusive(self, what: str) -> Iterator[None]:
