@@ -143,7 +143,20 @@ def _add_lab() -> None:
     app.add_typer(lab_app, name="lab", help="A local lab of real hosts in network namespaces.")
 
 
+def _mount(module: str) -> None:
+    """Add the top-level commands of a feature's own typer app (``capstan backup``, ``capstan deploy``)."""
+    import importlib
+
+    try:
+        sub = importlib.import_module(module).app
+    except (ImportError, AttributeError):
+        return
+    app.registered_commands.extend(sub.registered_commands)
+
+
 _add_lab()
+for _module in ("capstan.cli_etcd", "capstan.cli_platform"):
+    _mount(_module)
 
 
 def main(argv: list[str] | None = None) -> int:
