@@ -162,7 +162,8 @@ for _module in ("capstan.cli_etcd", "capstan.cli_platform"):
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the app, mapping user errors to one line and exit code 2."""
     try:
-        app(args=argv, prog_name="capstan", standalone_mode=False)
+        # Without standalone mode, click returns a command's exit code (typer.Exit) instead of exiting.
+        code = app(args=argv, prog_name="capstan", standalone_mode=False)
     except CapstanError as exc:
         print(f"capstan: error: {exc}", file=sys.stderr)
         return 2
@@ -182,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     except ClickException as exc:
         print(f"capstan: error: {exc.format_message()}", file=sys.stderr)
         return 2
-    return 0
+    return code if isinstance(code, int) else 0
 
 
 if __name__ == "__main__":

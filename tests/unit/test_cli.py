@@ -93,3 +93,9 @@ def test_import_kubespray_writes_spec_and_lists_unmapped_keys(tmp_path: Path) ->
     r = capstan("plan", "-f", str(out), "--format", "json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["cluster"] == "imported"
+
+
+def test_subcommand_exit_codes_propagate() -> None:
+    r = capstan("lab", "status", "--name", "no-such-lab")
+    assert r.returncode == 2, r
+    assert r.stderr.strip().startswith("capstan: error: no lab named no-such-lab")
