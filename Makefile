@@ -1,5 +1,5 @@
 # The two commands a fresh machine needs: `make demo` (the main job) and `make test`.
-.PHONY: demo test deps lint typecheck unit lab-tests bench clean
+.PHONY: demo plan-demo test deps lint typecheck unit bench clean
 
 VENV := .venv/bin
 
@@ -7,6 +7,9 @@ deps:
 	bash scripts/install-deps.sh
 
 demo: deps
+	bash scripts/demo.sh
+
+plan-demo: deps
 	$(VENV)/capstan plan -f examples/ha.yaml --out out/
 
 lint: deps

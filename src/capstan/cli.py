@@ -80,7 +80,13 @@ def create(
 
     result = create_cluster(spec_path=str(file.resolve()), until=until, dry_run=dry_run)
     for host, info in result["hosts"].items():
-        typer.echo(f"{host}: {info['changed']} changed, {info['unchanged']} unchanged")
+        phases = ", ".join(f"{p}({v['changed']})" for p, v in info["phases"].items() if v["changed"])
+        typer.echo(
+            f"{host}: {info['changed']} changed, {info['unchanged']} unchanged"
+            + (f": {phases}" if phases else "")
+        )
+    if result.get("kubeconfig"):
+        typer.echo(f"admin kubeconfig (0600): {result['kubeconfig']}")
 
 
 @app.command()
@@ -155,7 +161,13 @@ def _mount(module: str) -> None:
 
 
 _add_lab()
-for _module in ("capstan.cli_etcd", "capstan.cli_platform"):
+try:
+    from capstan.cli_certs import certs as _certs
+
+    app.add_typer(_certs, name="certs")
+except ImportError:  # pragma: no cover - a partial install
+    pass
+for _module in ("capstan.cli_etcd", "capstan.cli_platform", "capstan.cli_reset"):
     _mount(_module)
 
 
