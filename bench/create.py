@@ -1,0 +1,68 @@
+"""create-cluster on lab hosts: 3 control planes plus workers; wall time per phase, total, converged re-run.
+
+    .venv/bin/python bench/create.py [--sizes 3 10 30]
+
+For each size: a fresh lab, create (timed per phase from the flow's per-host task durations: the slowest
+host of each phase), then a converged re-run; also the number of (phase, host) Prefect task runs and the
+orchestrator's peak RSS. SSH round trips per host are measured by bench/osprep_bench.py. No asserts.
+Runs with Prefect's embedded server, as `capstan create` does; needs root for the lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import time
+from typing import Any
+
+from capstan.prefect_env import apply_defaults
+
+apply_defaults()
+
+
+def phase_times(result: dict[str, Any]) -> dict[str, float]:
+    slowest: dict[str, float] = {}
+    for info in result["hosts"].values():
+        for phase, v in info["phases"].items():
+            slowest[phase] = max(slowest.get(phase, 0.0), v["seconds"])
+    return slowest
+
+
+def bench(size: int) -> None:
+    from capstan.flows.create import create_cluster
+    from capstan.lab import Lab
+
+    cps = min(3, size)
+    topo = [(f"cp{i}", ["control-plane", "etcd"]) for i in range(1, cps + 1)]
+    topo += [(f"w{i}", ["worker"]) for i in range(1, size - cps + 1)]
+    lab = Lab.up(Lab.free_name(f"bc{os.getpid() % 1000}"), topo)
+    try:
+        started = time.monotonic()
+        first = create_cluster(spec_path=str(lab.spec_path))
+        total = time.monotonic() - started
+        started = time.monotonic()
+        second = create_cluster(spec_path=str(lab.spec_path))
+        rerun = time.monotonic() - started
+        tasks = sum(len(info["phases"]) for info in first["hosts"].values())
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        phases = ", ".join(f"{p} {s:.1f}" for p, s in phase_times(first).items())
+        again = f"{rerun:.1f} s ({second['changed']} changes)"
+        print(f"| {size} | {total:.1f} s | {again} | {tasks} | {peak:.0f} MB |")
+        print(f"|   | per phase (slowest host, s): {phases} | | | |", flush=True)
+    finally:
+        lab.down()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[3, 10, 30])
+    args = parser.parse_args()
+    print("| hosts | create | converged re-run | host-phase tasks | peak RSS |")
+    print("|---|---|---|---|---|")
+    for size in args.sizes:
+        bench(size)
+
+
+if __name__ == "__main__":
+    main()
