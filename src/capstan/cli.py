@@ -167,7 +167,7 @@ try:
     app.add_typer(_certs, name="certs")
 except ImportError:  # pragma: no cover - a partial install
     pass
-for _module in ("capstan.cli_etcd", "capstan.cli_platform", "capstan.cli_reset"):
+for _module in ("capstan.cli_etcd", "capstan.cli_platform", "capstan.cli_reset", "capstan.cli_scale"):
     _mount(_module)
 
 
