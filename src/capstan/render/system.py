@@ -9,27 +9,17 @@ from it. They are exposed as Python data too because the ops layer converges the
 
 from __future__ import annotations
 
+from capstan.ops.kernel import SYSCTL_FILE
+from capstan.ops.osprep import OSPREP_SYSCTLS
 from capstan.render._env import render_text
 from capstan.render.types import RenderedFile, text_file
 from capstan.spec.models import Cluster
 
-SYSCTL_PATH = "/etc/sysctl.d/99-capstan.conf"
+SYSCTL_PATH = SYSCTL_FILE
 MODULES_PATH = "/etc/modules-load.d/capstan.conf"
 
-SYSCTLS: dict[str, str] = {
-    "net.ipv4.ip_forward": "1",
-    "net.ipv6.conf.all.forwarding": "1",
-    "net.bridge.bridge-nf-call-iptables": "1",
-    "net.bridge.bridge-nf-call-ip6tables": "1",
-    "net.bridge.bridge-nf-call-arptables": "1",
-    "kernel.panic": "10",
-    "kernel.panic_on_oops": "1",
-    "vm.overcommit_memory": "1",
-    "vm.panic_on_oom": "0",
-    "fs.inotify.max_user_instances": "8192",
-    "fs.inotify.max_user_watches": "524288",
-    "net.ipv4.ip_local_reserved_ports": "30000-32767",
-}
+# One table for both the rendered file and the OS-preparation op that converges it (the Kubespray set).
+SYSCTLS: dict[str, str] = OSPREP_SYSCTLS
 """Kernel parameters for every host; ``net.bridge.*`` exist only once ``br_netfilter`` is loaded."""
 
 _BASE_MODULES = ("br_netfilter", "overlay")
