@@ -279,18 +279,28 @@ def test_the_members_script_really_unpacks_once_verifies_and_stamps(tmp_path: Pa
     assert res.returncode != 0 and "sha256 mismatch" in res.stderr
 
 
-def test_post_check_names_a_file_that_is_not_in_place() -> None:
+def test_post_check_names_a_file_that_is_not_in_place_or_has_the_wrong_sum() -> None:
     from capstan.remote import FakeTransport
     from capstan.tasks.create._common import PostCheckFailed
     from capstan.tasks.create.artifacts import verify_in_place
     from capstan.tasks.session import Session
 
     c = cluster()
-    out = "/usr/local/bin/runc|regular file|755|root\n/usr/local/bin/ctr|regular file|700|root\n"
-    fake = FakeTransport("w1").on(lambda cmd: cmd.startswith("stat "), out)
+    a, b = "a" * 64, "b" * 64
+    out = (
+        f"/usr/local/bin/runc|regular file|755|root|{a}\n"
+        f"/usr/local/bin/ctr|regular file|700|root|{b}\n"
+        f"/usr/local/bin/crictl|regular file|755|root|{b}\n"
+    )
+    fake = FakeTransport("w1").on(lambda cmd: "sumof" in cmd, out)
     session = Session("unit", c, factory=lambda _c, _h: fake)
-    verify_in_place(session, c.host("w1"), ["/usr/local/bin/runc"])
+    verify_in_place(session, c.host("w1"), {"/usr/local/bin/runc": a, "/usr/local/bin/crictl": None})
     with pytest.raises(
-        PostCheckFailed, match=r"w1: artifacts: not installed as wanted: /usr/local/bin/ctr, /opt/x$"
+        PostCheckFailed,
+        match=r"w1: artifacts: not installed as wanted: /usr/local/bin/ctr, /opt/x, /usr/local/bin/runc$",
     ):
-        verify_in_place(session, c.host("w1"), ["/usr/local/bin/runc", "/usr/local/bin/ctr", "/opt/x"])
+        verify_in_place(
+            session,
+            c.host("w1"),
+            {"/usr/local/bin/ctr": None, "/opt/x": None, "/usr/local/bin/runc": b},
+        )

@@ -435,3 +435,67 @@ def test_gather_on_this_machine_gives_sane_facts(tmp_path: Path) -> None:
         assert (info_ is not None) == (found is not None), name
         if info_ is not None:
             assert info_.version is None or re.match(r"^\d+\.\d+", info_.version)
+
+
+# `systemctl show -p LoadState -p ActiveState -p UnitFileState -- kubelet nope etcd`, as systemd 252
+# prints it (property order is systemd's, blocks separated by blank lines) and as the lab's emulator
+# does (no blank lines; a missing unit is "static" and "unknown" there).
+SHOW_SYSTEMD = """
+@@capstan@@ units-show
+LoadState=loaded
+ActiveState=active
+UnitFileState=enabled
+
+LoadState=not-found
+ActiveState=inactive
+UnitFileState=
+
+LoadState=loaded
+ActiveState=failed
+UnitFileState=disabled
+
+@@capstan@@ end
+"""
+SHOW_EMULATOR = """
+@@capstan@@ units-show
+ActiveState=active
+LoadState=loaded
+UnitFileState=enabled
+ActiveState=unknown
+LoadState=not-found
+UnitFileState=static
+ActiveState=failed
+LoadState=loaded
+UnitFileState=disabled
+@@capstan@@ end
+"""
+
+
+@pytest.mark.parametrize("output", [SHOW_SYSTEMD, SHOW_EMULATOR], ids=["systemd", "emulator"])
+def test_unit_states_from_one_systemctl_show_match_is_active_and_is_enabled(output: str) -> None:
+    q = FactsQuery(units=("kubelet", "nope", "etcd"), binaries=())
+    units = parse_facts(output, q, host="h").units
+    assert (units["kubelet"].active, units["kubelet"].enabled, units["kubelet"].exists) == (True, True, True)
+    assert (units["nope"].active_state, units["nope"].enabled_state, units["nope"].exists) == (
+        "inactive",
+        "not-found",
+        False,
+    )
+    assert (units["etcd"].active_state, units["etcd"].enabled_state) == ("failed", "disabled")
+
+
+def test_a_show_output_of_the_wrong_shape_is_ignored_and_the_per_unit_answers_count() -> None:
+    q = FactsQuery(units=("kubelet", "etcd"), binaries=())
+    output = (
+        "\n@@capstan@@ units-show\nActiveState=active\n"
+        "@@capstan@@ units\netcd|active|enabled\n@@capstan@@ end\n"
+    )
+    units = parse_facts(output, q, host="h").units
+    assert units["etcd"].active and not units["kubelet"].exists
+
+
+def test_the_units_section_asks_systemctl_show_once_for_every_unit() -> None:
+    script = build_script(FactsQuery(units=("etcd", "kubelet"), binaries=()))
+    assert script.count("systemctl show") == 1
+    assert "-p LoadState -p ActiveState -p UnitFileState -- etcd kubelet" in script
+    assert "-eq 6 ]" in script  # 3 properties for each of the 2 units, else unit by unit

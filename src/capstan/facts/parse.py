@@ -28,7 +28,7 @@ from capstan.facts.model import (
     SwapInfo,
     UnitState,
 )
-from capstan.facts.query import MARKER, FactsQuery
+from capstan.facts.query import MARKER, UNIT_PROPERTIES, FactsQuery
 
 __all__ = ["arch_of", "family_of", "parse_facts", "parse_version", "split_sections"]
 
@@ -194,6 +194,28 @@ def _file_info(fields: list[str]) -> FileInfo:
     return FileInfo(kind=kind, mode=mode, owner=owner, group=group, size=size, sha256=sha)
 
 
+def _shown_units(lines: list[str], names: tuple[str, ...]) -> dict[str, UnitState]:
+    """Unit states from ``systemctl show -p LoadState -p ActiveState -p UnitFileState U...``.
+
+    The output is one block per unit in argument order, each holding exactly the asked properties
+    (blank separator lines may or may not survive); a unit that does not exist says so in LoadState
+    (systemd: not-found), which maps to is-active's "inactive" and is-enabled's "not-found".
+    """
+    values = [line.partition("=") for line in lines if "=" in line]
+    size = len(UNIT_PROPERTIES)
+    if len(values) != size * len(names):
+        return {}
+    out = {}
+    for index, name in enumerate(names):
+        block = {k.strip(): v.strip() for k, _, v in values[index * size : (index + 1) * size]}
+        active = block.get("ActiveState", "")
+        enabled = block.get("UnitFileState", "")
+        if block.get("LoadState") in ("not-found", "not-loaded") and active != "active":
+            active, enabled = "inactive", "not-found"  # the emulator says "static"/"unknown" here
+        out[name] = UnitState(active_state=active, enabled_state=enabled)
+    return out
+
+
 def _indexed(lines: list[str]) -> Iterator[tuple[int, list[str]]]:
     for line in lines:
         head, sep, rest = line.partition("|")
@@ -252,7 +274,7 @@ def parse_facts(output: str, query: FactsQuery, *, host: str) -> HostFacts:
     for i, fields in _indexed(sec("sysctls")):
         if i < len(query.sysctls) and fields[0] == "1":
             sysctls[query.sysctls[i]] = " ".join("|".join(fields[1:]).split())
-    units = {u: UnitState() for u in query.units}
+    units = {u: UnitState() for u in query.units} | _shown_units(sec("units-show"), query.units)
     for line in sec("units"):
         name, _, states = line.partition("|")
         active, _, enabled = states.partition("|")

@@ -19,9 +19,20 @@ from dataclasses import dataclass, fields
 
 from capstan.errors import CapstanError
 
-__all__ = ["BINARY_VERSION_COMMANDS", "MARKER", "TOOLS", "FactsQuery", "build_script", "sysctl_path"]
+__all__ = [
+    "BINARY_VERSION_COMMANDS",
+    "MARKER",
+    "SUM_CACHE_DIR",
+    "SUM_FUNCTION",
+    "TOOLS",
+    "FactsQuery",
+    "build_script",
+    "sysctl_path",
+]
 
 MARKER = "@@capstan@@"
+UNIT_PROPERTIES = ("LoadState", "ActiveState", "UnitFileState")
+"""What ``systemctl show`` is asked per unit (``parse`` reads them back in blocks of this size)."""
 
 BINARY_VERSION_COMMANDS: dict[str, str] = {
     "kubeadm": "kubeadm version -o short",
@@ -142,6 +153,46 @@ s time; date +%s
 """
 
 
+SUM_CACHE_DIR = "/var/lib/capstan/sums"
+SUM_CACHE_MIN_SIZE = 1 << 20
+"""Files this large get their sha256 cached on the host, keyed by a full stat signature."""
+
+SUM_FUNCTION = (
+    r"""sumof() {
+  C=${CAPSTAN_SUM_CACHE:-"""
+    + SUM_CACHE_DIR
+    + r"""}
+  sz=$(stat -L -c %s -- "$1" 2>/dev/null || echo 0)
+  if [ "$sz" -lt """
+    + str(SUM_CACHE_MIN_SIZE)
+    + r""" ] || [ ! -d "${C%/*}" ]; then sha256sum < "$1" | cut -d" " -f1; return; fi
+  k=$C/$(printf %s "$1" | tr / _)
+  sig=$(stat -L -c '%d|%i|%s|%y|%z' -- "$1" 2>/dev/null)
+  if [ -r "$k" ]; then
+    { IFS= read -r csig; IFS= read -r csum; } < "$k"
+    if [ "$csig" = "$sig" ] && [ ${#csum} -eq 64 ]; then echo "$csum"; return; fi
+  fi
+  v=$(sha256sum < "$1" | cut -d" " -f1)
+  if mkdir -p "$C" 2>/dev/null && printf '%s\n%s\n' "$sig" "$v" > "$k.$$" 2>/dev/null
+  then mv -f "$k.$$" "$k"; else rm -f "$k.$$" 2>/dev/null; fi
+  echo "$v"
+}
+"""
+)
+"""``sumof FILE`` prints FILE's sha256, hashing big files only when they changed since last time.
+
+Why: a converged run asks for the sum of every installed binary (some 200 MB per host) only to learn
+that nothing changed; hashing that on every run made the artifacts phase the slowest of a re-run. The
+cache entry holds the file's stat signature (device, inode, size, mtime and ctime, both to the
+nanosecond) and the sum it had then; any write, rename over or chmod changes the ctime, which no
+user can set back, so a matching signature means the same bytes. A signature is taken before hashing,
+so a file changed during the hash gets a stale signature and is hashed again next time. Small files
+are always hashed (cheaper than the lookup). Entries are written only where /var/lib/capstan exists
+already (a host capstan has installed to): gathering facts on a fresh host writes nothing.
+``CAPSTAN_SUM_CACHE`` moves the cache (for tests of the function itself).
+"""
+
+
 def build_script(query: FactsQuery) -> str:
     """The complete gather script for ``query`` (pure; the same query gives the same script)."""
     parts = [_PRELUDE, f's tools; for t in {_words(TOOLS)}; do have "$t" && echo "$t"; done\n']
@@ -151,17 +202,26 @@ def build_script(query: FactsQuery) -> str:
             f'if have {name}; then s bin {name} "$(command -v {name})"; $T {cmd} 2>&1 | head -n 5; fi\n'
         )
     if query.units:
+        # One `systemctl show` for every unit (each systemctl call is a process, and a slow one under
+        # the lab's emulator); it prints one block of exactly the asked properties per unit, in
+        # order. Only if its output does not have that shape, ask unit by unit as before.
+        words = _words(query.units)
         parts.append(
-            f"if have systemctl; then s units; for u in {_words(query.units)}; do\n"
+            "if have systemctl; then\n"
+            f"  o=$($T systemctl show -p {' -p '.join(UNIT_PROPERTIES)} -- {words} 2>/dev/null)\n"
+            f'  if [ "$(printf \'%s\\n\' "$o" | grep -c =)" -eq {len(UNIT_PROPERTIES) * len(query.units)} ]'
+            "; then s units-show; printf '%s\\n' \"$o\"\n"
+            f"  else s units; for u in {words}; do\n"
             '  printf \'%s|%s|%s\\n\' "$u" "$($T systemctl is-active "$u" 2>/dev/null | head -n 1)"'
-            ' "$($T systemctl is-enabled "$u" 2>/dev/null | head -n 1)"\ndone; fi\n'
+            ' "$($T systemctl is-enabled "$u" 2>/dev/null | head -n 1)"\n  done; fi\nfi\n'
         )
     stat_paths = list(dict.fromkeys(query.files + query.contents))
     if stat_paths:
+        parts.append(SUM_FUNCTION)
         parts.append(
             f"s files; i=0; for f in {_words(stat_paths)}; do\n"
             '  if [ -e "$f" ]; then sum=-\n'
-            '    if [ -f "$f" ] && [ -r "$f" ]; then sum=$(sha256sum < "$f" | cut -d" " -f1); fi\n'
+            '    if [ -f "$f" ] && [ -r "$f" ]; then sum=$(sumof "$f"); fi\n'
             '    printf \'%s|%s|%s\\n\' "$i" "$sum" "$(stat -L -c \'%F|%a|%U|%G|%s\' -- "$f" 2>/dev/null)"\n'
             "  else printf '%s|\\n' \"$i\"; fi; i=$((i+1)); done\n"
         )

@@ -36,6 +36,7 @@ from pathlib import Path
 
 from capstan.errors import ArtifactError, CommandFailed, PlanError
 from capstan.facts import FactsQuery, HostFacts, gather_facts
+from capstan.facts.query import SUM_FUNCTION
 from capstan.ops import Command, Op, OpResult, apply, archive_member, archive_members, binary, stamp_path
 from capstan.spec.models import Cluster, Host
 from capstan.tasks.create._common import PostCheckFailed, outcome, parents_op, tail
@@ -214,20 +215,35 @@ def _apply_push(
         return apply(session.transport(host.name), push_ops(facts, art, todo, content))
 
 
-def verify_in_place(session: Session, host: Host, dests: list[str]) -> None:
-    """Post-check: every installed file is there, a regular file, 0755 and root's.
+_VERIFY = (
+    SUM_FUNCTION
+    + r"""for f; do
+  printf '%s|%s|%s\n' "$f" "$(stat -L -c '%F|%a|%U' -- "$f" 2>/dev/null)" "$(sumof "$f")"
+done
+"""
+)
 
-    The sum needs no second look: the pull script and the orchestrator verify it before the file is
-    renamed into place, so hashing some 200 MB again per host would only repeat that check.
+
+def verify_in_place(session: Session, host: Host, wanted: dict[str, str | None]) -> None:
+    """Post-check: every installed file is there, a regular file, 0755 and root's, with its sum.
+
+    ``wanted`` maps each installed path to its pinned sha256 (None for an archive member whose own sum
+    is not pinned; its archive's sum was checked before extracting). Hashing here once more costs a
+    read of what was just written, and it records the sum in the host's cache (see
+    ``capstan.facts.query.SUM_FUNCTION``), so the next run's facts only stat these files.
     """
-    res = session.transport(host.name).run(
-        ["stat", "-L", "-c", "%n|%F|%a|%U", "--", *dests], sudo=True, check=False
-    )
-    seen = {}
+    dests = list(wanted)
+    res = session.transport(host.name).run(["sh", "-c", _VERIFY, "verify", *dests], sudo=True, check=False)
+    seen: dict[str, tuple[str, str]] = {}
     for line in res.stdout.splitlines():
         path, _, rest = line.partition("|")
-        seen[path] = rest
-    wrong = [d for d in dests if seen.get(d) != "regular file|755|root"]
+        attrs, _, got = rest.rpartition("|")
+        seen[path] = (attrs, got)
+    wrong = []
+    for dest, want in wanted.items():
+        attrs, got = seen.get(dest, ("", ""))
+        if attrs != "regular file|755|root" or (want is not None and got != want):
+            wrong.append(dest)
     if wrong:
         raise PostCheckFailed(f"{host.name}: artifacts: not installed as wanted: {', '.join(wrong)}")
 
@@ -267,5 +283,10 @@ def artifacts_phase(session: Session, host: Host) -> PhaseOutcome:
             touched[name] = todo
 
     if touched and not session.dry_run:
-        verify_in_place(session, host, [i.dest for v in touched.values() for i in v])
+        wanted = {
+            i.dest: (arts[name].require_sha256() if i.member is None else None)
+            for name, todo in touched.items()
+            for i in todo
+        }
+        verify_in_place(session, host, wanted)
     return outcome("artifacts", host, results, note=f"{len(installs)} binaries, {c.spec.artifacts.mode}")
