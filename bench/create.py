@@ -47,9 +47,11 @@ def bench(size: int) -> None:
         tasks = sum(len(info["phases"]) for info in first["hosts"].values())
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         phases = ", ".join(f"{p} {s:.1f}" for p, s in phase_times(first).items())
+        rephases = ", ".join(f"{p} {s:.1f}" for p, s in phase_times(second).items())
         again = f"{rerun:.1f} s ({second['changed']} changes)"
         print(f"| {size} | {total:.1f} s | {again} | {tasks} | {peak:.0f} MB |")
-        print(f"|   | per phase (slowest host, s): {phases} | | | |", flush=True)
+        print(f"|   | create per phase (slowest host, s): {phases} | | | |")
+        print(f"|   | re-run per phase (slowest host, s): {rephases} | | | |", flush=True)
     finally:
         lab.down()
 
