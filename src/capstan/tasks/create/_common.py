@@ -102,14 +102,37 @@ def outcome(phase: str, host: Host, results: Iterable[OpResult], note: str = "")
     return PhaseOutcome(phase, host.name, changed, unchanged, note=note)
 
 
-def check_converged(session: Session, host: Host, query: FactsQuery, plan: Plan, phase: str) -> HostFacts:
-    """Post-check: gather again and re-plan; anything still to do means the change did not take."""
-    facts = gather_facts(session.transport(host.name), query)
-    left = [op.description for op in plan(facts) if op.changed]
-    if left:
-        what = "; ".join(left)
-        raise PostCheckFailed(f"{host.name}: {phase}: still not as wanted after the change: {what}")
-    return facts
+SERVICE_SETTLE_SECONDS = 30.0
+"""How long a just-started service may take to report itself active before the post-check fails."""
+
+
+def check_converged(
+    session: Session,
+    host: Host,
+    query: FactsQuery,
+    plan: Plan,
+    phase: str,
+    *,
+    settle: float = SERVICE_SETTLE_SECONDS,
+) -> HostFacts:
+    """Post-check: gather again and re-plan; anything still to do means the change did not take.
+
+    When all that is left is a service's state, ask again for up to ``settle`` seconds: a unit that
+    was just (re)started can still be "activating" on a loaded host (seen with haproxy under the lab's
+    emulator at a load average of 30), and that is not a failure yet. A file or anything else that
+    is still wrong fails at once.
+    """
+    deadline = time.monotonic() + settle
+    while True:
+        facts = gather_facts(session.transport(host.name), query)
+        left = [op.description for op in plan(facts) if op.changed]
+        if not left:
+            return facts
+        only_services = all(d.startswith("service ") for d in left)
+        if not only_services or time.monotonic() >= deadline:
+            what = "; ".join(left)
+            raise PostCheckFailed(f"{host.name}: {phase}: still not as wanted after the change: {what}")
+        time.sleep(1.0)
 
 
 def converge(
