@@ -83,7 +83,17 @@ def roots(session: Session) -> dict[str, bytes]:
     return value
 
 
+EXISTING_CLUSTER_MARK = "/etc/kubernetes/encryption-config.yaml"
+"""Present on a control plane of a cluster that already encrypts Secrets at rest with its key."""
+
+
 def _load_or_create_secrets(session: Session) -> Secrets:
+    """The cluster's secrets from the first control plane; new ones only for a cluster that has none.
+
+    A first control plane without the secrets file but with an encryption configuration belongs to a
+    running cluster whose key went missing (a host replaced, a file deleted): minting a new key there
+    would make every stored Secret unreadable, so that is refused.
+    """
     first = _first_cp(session)
     try:
         raw = session.transport(first).get(SECRETS_PATH, sudo=True)
@@ -95,6 +105,14 @@ def _load_or_create_secrets(session: Session) -> Secrets:
             return Secrets(**data)
         except (ValueError, TypeError) as exc:
             raise CapstanError(f"{first}: {SECRETS_PATH} is unreadable ({type(exc).__name__})") from None
+    existing = session.transport(first).run(["test", "-e", EXISTING_CLUSTER_MARK], sudo=True, check=False)
+    if existing.exit_code == 0:
+        raise CapstanError(
+            f"{first}: {SECRETS_PATH} is missing but {EXISTING_CLUSTER_MARK} exists: this cluster "
+            "already encrypts Secrets with a key capstan cannot find; refusing to make a new one (stored "
+            "Secrets would become unreadable). Put the secrets file back (a copy from another control "
+            "plane or a backup) and run again"
+        )
     secrets = new_secrets()
     if not session.dry_run:
         body = json.dumps(
