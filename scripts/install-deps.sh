@@ -16,6 +16,8 @@ APT_PACKAGES=(
   curl socat conntrack ipset ipvsadm iptables ebtables rsync tar openssl ca-certificates
   # the stand-ins run on the hosts' system Python
   python3-yaml python3-cryptography
+  # platform tests: the Prefect UI checked in headless Chromium; Prefect on a throwaway PostgreSQL
+  chromium fonts-dejavu-core postgresql
   make)
 
 missing=()

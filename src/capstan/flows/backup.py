@@ -186,10 +186,10 @@ def backup_etcd(spec: str, retention: int | None = None, destination: str | None
     """Snapshot etcd from one healthy member, keep the newest N on the members, copy it off-host.
 
     Args:
-        spec: the cluster: "block:<name>" (a capstan cluster spec block) or the absolute path of
+        spec: the cluster: `block:<name>` (a capstan cluster spec block) or the absolute path of
             cluster.yaml on the worker.
         retention: how many dated snapshots each member keeps (default: spec.etcd.backup.retention).
-        destination: off-host copy, a directory or "block:<slug>/<name>" (default:
+        destination: off-host copy, a directory or `block:<slug>/<name>` (default:
             spec.etcd.backup.destination; "" for none).
     """
     return run_backup(spec, retention=retention, destination=destination)

@@ -202,7 +202,7 @@ def certs_check(spec: str, within_days: int | None = None) -> dict[str, Any]:
     """Expiry of every certificate on every host, flagging those within the threshold.
 
     Args:
-        spec: the cluster: "block:<name>" or the absolute path of cluster.yaml on the worker.
+        spec: the cluster: `block:<name>` or the absolute path of cluster.yaml on the worker.
         within_days: flag certificates expiring within this many days (default: spec.pki.renewWithinDays).
     """
     return run_check(spec, within_days=within_days)
@@ -213,7 +213,7 @@ def certs_renew(spec: str, within_days: int | None = None) -> dict[str, Any]:
     """Re-issue the leaf certificates expiring within the threshold, keep the CAs, restart one node at a time.
 
     Args:
-        spec: the cluster: "block:<name>" or the absolute path of cluster.yaml on the worker.
+        spec: the cluster: `block:<name>` or the absolute path of cluster.yaml on the worker.
         within_days: renew certificates expiring within this many days (default: spec.pki.renewWithinDays).
     """
     return run_renew(spec, within_days=within_days)

@@ -98,7 +98,7 @@ def create_cluster(spec_path: str, until: str | None = None, dry_run: bool = Fal
     """Create (or converge) the cluster described by the spec at ``spec_path``.
 
     Args:
-        spec_path: the cluster spec: "block:<name>" (a capstan cluster spec block, with its SSH
+        spec_path: the cluster spec: `block:<name>` (a capstan cluster spec block, with its SSH
             credentials block) or the absolute path of cluster.yaml on the worker.
         until: stop after this phase (e.g. "os-prep"); all phases when empty.
         dry_run: gather facts and report what would change, without changing anything.

@@ -79,7 +79,7 @@ def reset_cluster(spec: str, hosts: list[str] | None = None) -> dict[str, Any]:
     """Stop and remove everything capstan installed on the cluster's hosts (all, or the named ones).
 
     Args:
-        spec: the cluster: "block:<name>" (a capstan cluster spec block) or the absolute path of
+        spec: the cluster: `block:<name>` (a capstan cluster spec block) or the absolute path of
             cluster.yaml on the worker.
         hosts: the hosts to reset (names from the spec); every host when empty.
     """

@@ -152,8 +152,8 @@ def restore_etcd(
     """Restore every etcd member from one snapshot (default: the newest), as a new etcd cluster.
 
     Args:
-        spec: the cluster: "block:<name>" or the absolute path of cluster.yaml on the worker.
-        snapshot: a snapshot name (etcd-YYYYmmddTHHMMSSZ), "<host>:<path>" on an etcd host, or a
+        spec: the cluster: `block:<name>` or the absolute path of cluster.yaml on the worker.
+        snapshot: a snapshot name (etcd-YYYYmmddTHHMMSSZ), `<host>:<path>` on an etcd host, or a
             path on the orchestrator; default: the newest off-host or on-host snapshot.
         destination: where off-host copies are (default: spec.etcd.backup.destination).
         health_timeout: seconds each member may take to become healthy after the start.
