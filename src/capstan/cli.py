@@ -169,8 +169,9 @@ except ImportError:  # pragma: no cover - a partial install
     pass
 for _module in ("capstan.cli_etcd", "capstan.cli_platform", "capstan.cli_reset", "capstan.cli_scale"):
     _mount(_module)
-_mount("capstan.cli_approve")  # capstan approve
+_mount("capstan.cli_upgrade")
 _mount("capstan.platform.automation")  # capstan automation
+_mount("capstan.cli_approve")  # capstan approve
 
 
 def main(argv: list[str] | None = None) -> int:

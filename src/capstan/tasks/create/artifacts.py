@@ -194,7 +194,7 @@ def _cached(session: Session, art: Artifact) -> Path:
     return value
 
 
-def _apply_pull(session: Session, host: Host, art: Artifact, ops: list[Op]) -> OpResult:
+def apply_pull(session: Session, host: Host, art: Artifact, ops: list[Op]) -> OpResult:
     try:
         return apply(session.transport(host.name), ops, dry_run=session.dry_run)
     except CommandFailed as exc:
@@ -204,7 +204,7 @@ def _apply_pull(session: Session, host: Host, art: Artifact, ops: list[Op]) -> O
         ) from None
 
 
-def _apply_push(
+def apply_push(
     session: Session, host: Host, facts: HostFacts, art: Artifact, todo: list[Install]
 ) -> OpResult:
     if session.dry_run or not needs_bytes(facts, art, todo):
@@ -276,9 +276,9 @@ def artifacts_phase(session: Session, host: Host) -> PhaseOutcome:
     for name, todo in by_artifact.items():
         art = arts[name]
         if pull:
-            results.append(_apply_pull(session, host, art, pull_ops(facts, art, todo)))
+            results.append(apply_pull(session, host, art, pull_ops(facts, art, todo)))
         else:
-            results.append(_apply_push(session, host, facts, art, todo))
+            results.append(apply_push(session, host, facts, art, todo))
         if results[-1].changed:
             touched[name] = todo
 
