@@ -34,6 +34,10 @@ def scale(
     added = ", ".join(result["added"]) or "none"
     typer.echo(f"added: {added}")
     typer.echo(f"touched: {', '.join(result['touched']) or 'none'}")
+    if result.get("etcd_added"):
+        typer.echo(f"etcd members added: {', '.join(result['etcd_added'])}")
+    if result.get("etcd_servers_changed"):
+        typer.echo(f"apiserver --etcd-servers updated on: {', '.join(result['etcd_servers_changed'])}")
     if result["lb_refreshed"]:
         typer.echo(f"load balancers updated on: {', '.join(result['lb_refreshed'])}")
     if result["untouched"]:
