@@ -170,6 +170,7 @@ except ImportError:  # pragma: no cover - a partial install
 for _module in ("capstan.cli_etcd", "capstan.cli_platform", "capstan.cli_reset", "capstan.cli_scale"):
     _mount(_module)
 _mount("capstan.cli_upgrade")
+_mount("capstan.cli_remove")
 _mount("capstan.platform.automation")  # capstan automation
 _mount("capstan.cli_approve")  # capstan approve
 
