@@ -20,8 +20,10 @@ typecheck: deps
 	$(VENV)/mypy
 
 # pytest exits 5 when it collects nothing; make treats that as a failure, as it should.
+# Three test processes (pytest-xdist), a file each at a time: lab tests mostly wait on their hosts'
+# services and kubeadm, so three share two cores well; every lab and Prefect server is per process.
 test: lint typecheck
-	$(VENV)/pytest -q
+	$(VENV)/pytest -q -n 3 --dist loadfile --durations=30
 
 unit: deps
 	$(VENV)/pytest -q tests/unit
