@@ -15,6 +15,9 @@ DEFAULTS = {
     "PREFECT_SERVER_UI_SHOW_PROMOTIONAL_CONTENT": "false",
     "PREFECT_SERVER_API_HOST": "127.0.0.1",
     "PREFECT_LOGGING_LEVEL": "WARNING",
+    # The embedded server (`capstan create` without a server) gets 2 minutes to start, not Prefect's
+    # 20 s: on a busy orchestrator the first start (database migrations) takes longer than that.
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
 }
 
 
