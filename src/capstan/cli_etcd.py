@@ -99,6 +99,9 @@ def backup(
     for host, names in result["removed"].items():
         if names:
             typer.echo(f"  {host}: removed {', '.join(names)}")
+    pruned = result.get("offhost_retention") or {}
+    if pruned.get("removed"):
+        typer.echo(f"  off-host {pruned['where']}: removed {', '.join(pruned['removed'])}")
 
 
 @app.command()

@@ -185,6 +185,61 @@ def test_an_unhealthy_member_is_skipped_and_the_cli_says_where_copies_went(
     assert healthy(cluster, usual)
 
 
+def test_off_host_copies_beyond_the_retention_are_pruned_and_foreign_files_stay(
+    cluster: Lab, offhost: Path
+) -> None:
+    """Old copies (planted, and those of the tests above) go; other clusters and foreign files stay;
+    a block that cannot be listed is not pruned, and the run says so."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+    from prefect.filesystems import RemoteFileSystem
+
+    from capstan.flows.backup import backup_etcd
+    from capstan.spec import load_spec
+    from capstan.tasks.etcd.offhost import DirStore
+
+    name = load_spec(cluster.spec_path).name
+    base = offhost / name
+    old, annotated, partial = "etcd-20000101T000000Z", "etcd-20000102T000000Z", "etcd-20000103T000000Z"
+    for d in (base / old, base / annotated, base / partial, base / "etcd-by-hand", offhost / "other" / old):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "snapshot.db").write_bytes(b"not really etcd")
+        if d.name != partial:
+            (d / "snapshot.db.sha256").write_text(hashlib.sha256(b"not really etcd").hexdigest() + "\n")
+    (base / annotated / "README").write_text("kept for the audit")
+    (base / "notes.txt").write_text("foreign")
+    before = DirStore(offhost).snapshots(name) or []
+
+    result = backup_etcd(spec=str(cluster.spec_path), retention=2, destination=str(offhost))
+
+    fresh = result["snapshot"]["name"]
+    keep = sorted({*before, fresh})[-2:]
+    assert fresh in keep and DirStore(offhost).snapshots(name) == keep
+    pruned = result["offhost_retention"]
+    assert pruned["where"] == str(offhost) and pruned["keep"] == 2 and not pruned["errors"]
+    assert pruned["left"] == [annotated] and os.listdir(base / annotated) == ["README"]
+    assert sorted(pruned["removed"]) == sorted({*before, partial} - {*keep, annotated})
+    assert sorted(n for n in os.listdir(base) if is_snapshot_name(n)) == sorted([annotated, *keep])
+    assert (base / "notes.txt").read_text() == "foreign" and (base / "etcd-by-hand" / "snapshot.db").is_file()
+    assert DirStore(offhost).snapshots("other") == [old]
+    gone = {r["snapshot"] for r in result["snapshots"] if r["host"] == "off-host" and r["state"] == "removed"}
+    assert gone == set(pruned["removed"])
+
+    # A block that cannot list its files: the copy is made and verified, retention says it was skipped.
+    RemoteFileSystem(basepath=f"memory://capstan-{name}-offhost").save("etcd-unlistable", overwrite=True)
+    result = backup_etcd(spec=str(cluster.spec_path), destination="block:remote-file-system/etcd-unlistable")
+    assert result["offhost"].startswith("block:remote-file-system/etcd-unlistable:")
+    skipped = result["offhost_retention"]["skipped"]
+    assert skipped.startswith("block:remote-file-system/etcd-unlistable cannot list its files")
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[f"etcd-backup-{name}"])),
+            sort=ArtifactSort.UPDATED_DESC,
+        )
+    assert f"off-host retention skipped: {skipped}" in (arts[0].description or "")
+
+
 def test_retention_keeps_the_newest_two_on_every_member(
     cluster: Lab, tmp_path_factory: pytest.TempPathFactory
 ) -> None:

@@ -7,11 +7,13 @@ What Kubespray does only as a side effect of restarting etcd, as a flow the nigh
 2. a snapshot on the first healthy follower (the leader only when it is the only healthy member), in
    a new dated directory, with ``snapshot status`` checked and a ``.sha256`` beside it;
 3. the off-host copy (a directory on the orchestrator or a Prefect filesystem block), read back and
-   compared by sha256;
+   compared by sha256; once it matches, the cluster's copies there beyond the newest N are deleted
+   (``spec.etcd.backup.offHostRetention``, else the retention), never the one just written;
 4. retention on every reachable member: the newest N complete dated directories stay.
 
-The run holds the cluster's lock; it prints where each copy went and leaves a table artifact
-(``etcd-backup-<cluster>``) listing the snapshots kept on every member.
+The run holds the cluster's lock; it prints where each copy went and what was deleted where, and leaves
+a table artifact (``etcd-backup-<cluster>``) listing the snapshots kept on every member and off-host,
+and those this run removed.
 """
 
 from __future__ import annotations
@@ -62,14 +64,25 @@ def _destination(cluster: Cluster, override: str | None) -> Destination | None:
     return parse_destination(configured) if configured else None
 
 
+def _row(host: str, name: str, path: str, state: str, off_host: str = "", **meta: Any) -> dict[str, Any]:
+    """One table row; every row has the same columns (a Prefect table artifact needs that)."""
+    row = {"host": host, "snapshot": name, "path": path, "size": None, "revision": None, "keys": None,
+           "sha256": "", "off-host": off_host, "state": state}  # fmt: skip
+    row.update(meta)
+    return row
+
+
 def _table(cluster: Cluster, retention: list[PhaseOutcome], dest: Destination | None, current: dict[str, Any],
-           location: str | None) -> list[dict[str, Any]]:  # fmt: skip
-    """One row per snapshot kept on a member, with where its off-host copy is (when known)."""
+           location: str | None, pruned: dict[str, Any] | None) -> list[dict[str, Any]]:  # fmt: skip
+    """One row per snapshot kept on a member (with where its off-host copy is, when known), per copy
+    kept only off-host, and per snapshot this run removed (``state``: kept or removed)."""
     store = open_store(dest) if dest is not None else None
     offhost = set(store.snapshots(cluster.name) or []) if store is not None else set()
     rows = []
+    on_members: set[str] = set()
     for o in retention:
-        for kept in decode_note(o.note).get("kept", []):
+        note = decode_note(o.note)
+        for kept in note.get("kept", []):
             name = kept["name"]
             if name == current.get("name") and location:
                 where = location
@@ -77,17 +90,52 @@ def _table(cluster: Cluster, retention: list[PhaseOutcome], dest: Destination | 
                 where = store.location(snapshot_rel(cluster.name, name))
             else:
                 where = ""
-            rows.append({
-                "host": o.host,
-                "snapshot": name,
-                "path": kept["path"],
-                "size": kept["size"],
-                "revision": kept.get("revision"),
-                "keys": kept.get("keys"),
-                "sha256": (kept.get("sha256") or "")[:12],
-                "off-host": where,
-            })  # fmt: skip
+            on_members.add(name)
+            rows.append(_row(o.host, name, kept["path"], "kept", where, size=kept["size"],
+                             revision=kept.get("revision"), keys=kept.get("keys"),
+                             sha256=(kept.get("sha256") or "")[:12]))  # fmt: skip
+        for name in note.get("removed", []):
+            rows.append(_row(o.host, name, f"{cluster.spec.etcd.backup.dir}/{name}", "removed"))
+    if store is not None and pruned:
+        for name in sorted(offhost - on_members):
+            path = store.location(snapshot_rel(cluster.name, name))
+            rows.append(_row("off-host", name, path, "kept", path))
+        for name in pruned.get("removed", []):
+            rows.append(
+                _row("off-host", name, store.location(snapshot_rel(cluster.name, name, "")), "removed")
+            )
     return rows
+
+
+def _report_pruned(pruned: dict[str, Any] | None) -> tuple[list[str], list[str]]:
+    """What off-host retention did, as (notes, warnings): deletions are notes; a skip, a directory
+    left behind or a failed deletion is a warning (shown even where the console hides INFO logs, as
+    under ``capstan backup``), because then the destination keeps growing."""
+    if not pruned:
+        return [], []
+    where, keep = pruned["where"], pruned["keep"]
+    notes, warnings = [], []
+    if pruned.get("removed"):
+        notes.append(f"off-host {where}: removed {', '.join(pruned['removed'])} (keeping the newest {keep})")
+    if pruned.get("left"):
+        warnings.append(
+            f"off-host {where}: deleted the snapshot files of {', '.join(pruned['left'])} but kept the "
+            "directories: they hold files capstan did not write"
+        )
+    if pruned.get("skipped"):
+        warnings.append(f"off-host retention skipped: {pruned['skipped']}")
+    warnings += [f"off-host retention at {where} failed for {e}" for e in pruned.get("errors", [])]
+    return notes, warnings
+
+
+def _warn(line: str) -> None:
+    from prefect.exceptions import MissingContextError
+    from prefect.logging import get_run_logger
+
+    try:
+        get_run_logger().warning(line)
+    except MissingContextError:  # called outside a flow run (a test of the flow logic)
+        print(line)
 
 
 def run_backup(
@@ -141,11 +189,17 @@ def _backup(session: Session, cluster: Cluster, dest: Destination | None) -> dic
     )
     off = run_phase(OFFHOST_PHASE, session)
     outcomes += off
-    location = decode_note(off[0].note).get("location")
+    off_note = decode_note(off[0].note)
+    location, pruned = off_note.get("location"), off_note.get("retention")
     if location:
         print(f"off-host copy: {location} (sha256 verified)")
     else:
         print("off-host copy: none (set spec.etcd.backup.destination, or pass a destination)")
+    notes, warnings = _report_pruned(pruned)
+    for line in notes:
+        print(line)
+    for line in warnings:
+        _warn(line)
     reachable = [h for h, v in verdicts if v.reachable]
     kept = run_phase(_on(RETENTION_PHASE, reachable), session)
     outcomes += kept
@@ -153,8 +207,8 @@ def _backup(session: Session, cluster: Cluster, dest: Destination | None) -> dic
     for host, names in removed.items():
         if names:
             print(f"{host}: removed {', '.join(names)} (keeping the newest {settings.retention})")
-    rows = _table(cluster, kept, dest, meta, location)
-    _artifact(cluster, rows)
+    rows = _table(cluster, kept, dest, meta, location, pruned)
+    _artifact(cluster, rows, notes + warnings)
     summary = summarize(outcomes)
     summary.update(
         cluster=cluster.name,
@@ -165,19 +219,22 @@ def _backup(session: Session, cluster: Cluster, dest: Destination | None) -> dic
         copies=[f"{chosen}:{meta['path']}", *([location] if location else [])],
         offhost=location,
         removed=removed,
+        offhost_retention=pruned,
         skipped=skipped,
         snapshots=rows,
     )
     return summary
 
 
-def _artifact(cluster: Cluster, rows: list[dict[str, Any]]) -> None:
+def _artifact(cluster: Cluster, rows: list[dict[str, Any]], offhost: list[str]) -> None:
     from prefect.artifacts import create_table_artifact
 
+    notes = "".join(f"\n\n{line}" for line in offhost)
     create_table_artifact(
         table=rows,
         key=f"etcd-backup-{cluster.name}",
-        description=f"etcd snapshots of cluster {cluster.name} kept on its members (newest last)",
+        description=f"etcd snapshots of cluster {cluster.name}: kept on its members and off-host, and "
+        f"removed by this run (newest last){notes}",
     )
 
 

@@ -212,6 +212,13 @@ class EtcdBackup(Model):
         default=None,
         description="off-host copy: a directory on the orchestrator, or block:<slug>/<name>",
     )
+    off_host_retention: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description="snapshots of this cluster kept at the destination, newest by the time in their "
+        "name (the copy just made always stays); null: the same as retention",
+    )
 
 
 class Etcd(Model):

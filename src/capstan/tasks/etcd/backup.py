@@ -26,7 +26,7 @@ from capstan.tasks.etcd.model import (
     retention_victims,
     sha256_line,
 )
-from capstan.tasks.etcd.offhost import Destination, open_store, sha256_of_store, snapshot_rel
+from capstan.tasks.etcd.offhost import Destination, open_store, prune, sha256_of_store, snapshot_rel
 from capstan.tasks.etcd.remote import (
     SAVE_TIMEOUT,
     file_size,
@@ -80,7 +80,7 @@ BACKUP_PHASES: tuple[Phase, ...] = (
           "(0700, file 0600), snapshot status checked, sha256 written beside it"),
     Phase(OFFHOST, "Off-host copy", "local", _none,
           "streamed to the destination (a directory or a Prefect filesystem block); sha256 verified "
-          "after the copy"),
+          "after the copy; then the cluster's newest N copies there are kept, older ones deleted"),
     Phase(RETENTION, "Retention", "parallel", _etcd,
           "on every reachable member: keep the newest N complete dated directories, delete the rest"),
 )  # fmt: skip
@@ -151,9 +151,16 @@ def chosen_snapshot(session: Session) -> dict[str, object]:
     return value
 
 
+def offhost_retention(session: Session) -> int:
+    """Copies kept at the destination: ``spec.etcd.backup.offHostRetention``, else this run's retention."""
+    configured = session.cluster.spec.etcd.backup.off_host_retention
+    return settings(session).retention if configured is None else configured
+
+
 @cluster_phase_impl(OFFHOST)
 def copy_off_host(session: Session) -> list[PhaseOutcome]:
-    """Stream the snapshot to the destination, then read the copy back and compare its sha256."""
+    """Stream the snapshot to the destination, read the copy back and compare its sha256; only then
+    apply retention there (any error before this point leaves every older copy in place)."""
     s = settings(session)
     snap = chosen_snapshot(session)
     if s.destination is None:
@@ -173,8 +180,19 @@ def copy_off_host(session: Session) -> list[PhaseOutcome]:
     copied = sha256_of_store(store, rel)
     if copied != want:
         raise SnapshotError(f"{store.location(rel)}: the copy has sha256 {copied[:16]}, expected {want[:16]}")
-    note = {"location": store.location(rel), "size": size, "store": store.label}
-    return [PhaseOutcome(OFFHOST, ORCHESTRATOR, changed=1, note=encode_note(note))]
+    pruned = prune(store, session.cluster.name, offhost_retention(session), s.name)
+    note = {
+        "location": store.location(rel),
+        "size": size,
+        "store": store.label,
+        "retention": pruned.as_dict(),
+    }
+    return [
+        PhaseOutcome(
+            OFFHOST, ORCHESTRATOR, changed=1 + len(pruned.removed), unchanged=max(0, len(pruned.kept) - 1),
+            note=encode_note(note),
+        )
+    ]  # fmt: skip
 
 
 @host_phase_impl(RETENTION)

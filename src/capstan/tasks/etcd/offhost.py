@@ -9,6 +9,12 @@ streamed chunk by chunk, files 0600 in 0700 directories. Any other writable file
 (``RemoteFileSystem``, the cloud collections' buckets) goes through the block's own ``write_path`` and
 ``read_path``, which take whole files, so such a copy holds one snapshot in memory; listing its
 snapshots (for ``restore`` without a name) works for directories and LocalFileSystem blocks only.
+
+Retention at the destination (``prune``) follows the same rule as on the members: the newest N by the
+UTC stamp in the name, plus always the copy this run just wrote. It only ever looks inside
+``<cluster>/``, only at real directories with snapshot names, and only deletes the files capstan writes
+there; a directory that still holds anything else stays. Blocks that cannot list their files are not
+pruned, and the result says so (the flow logs a warning) rather than doing nothing quietly.
 """
 
 from __future__ import annotations
@@ -23,10 +29,19 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from capstan.errors import CapstanError
-from capstan.tasks.etcd.model import SHA_FILE, SNAPSHOT_FILE, is_snapshot_name
+from capstan.tasks.etcd.model import (
+    META_FILE,
+    SHA_FILE,
+    SNAPSHOT_FILE,
+    is_snapshot_name,
+    retention_victims,
+)
 
 _BLOCK = re.compile(r"^block:([a-z0-9][a-z0-9-]*)/([a-z0-9][a-z0-9-]*)$")
 _READ = 8 * 1024 * 1024
+_OURS = (SHA_FILE, f"{SHA_FILE}.part", SNAPSHOT_FILE, f"{SNAPSHOT_FILE}.part", META_FILE)
+"""The files capstan writes into a snapshot directory (``.part`` while streaming; ``snapshot.json``
+only on members, but a member's directory copied here by hand carries it)."""
 
 
 @dataclass(frozen=True)
@@ -77,6 +92,16 @@ class Store(Protocol):
 
     def snapshots(self, cluster: str) -> list[str] | None:
         """Names of complete snapshots of ``cluster`` (None: this store cannot list)."""
+        ...
+
+    def listing(self, cluster: str) -> tuple[list[str], list[str]] | None:
+        """``cluster``'s snapshot directories that retention may delete: (complete, partial) names of
+        real directories, symlinks left out (None: this store cannot list, so it is never pruned)."""
+        ...
+
+    def remove(self, cluster: str, name: str) -> bool:
+        """Delete one snapshot directory's files capstan wrote, then the directory when it is empty;
+        False when the directory stays (it holds files capstan did not write)."""
         ...
 
 
@@ -140,6 +165,38 @@ class DirStore:
             if is_snapshot_name(d.name) and (d / SNAPSHOT_FILE).is_file() and (d / SHA_FILE).is_file()
         )
 
+    def listing(self, cluster: str) -> tuple[list[str], list[str]] | None:
+        base = self.root / cluster
+        if base.is_symlink() or not base.is_dir():
+            return [], []
+        complete: list[str] = []
+        partial: list[str] = []
+        for d in base.iterdir():
+            if not is_snapshot_name(d.name) or d.is_symlink() or not d.is_dir():
+                continue  # foreign, or a link whose target we must not reach through
+            done = all((d / f).is_file() and not (d / f).is_symlink() for f in (SNAPSHOT_FILE, SHA_FILE))
+            (complete if done else partial).append(d.name)
+        return sorted(complete), sorted(partial)
+
+    def remove(self, cluster: str, name: str) -> bool:
+        if not is_snapshot_name(name):
+            raise ValueError(f"not a snapshot name: {name!r}")
+        d = self.root / cluster / name
+        if d.is_symlink() or not d.is_dir():
+            return not d.exists() and not d.is_symlink()
+        # The .sha256 first: it marks a copy complete, so a prune cut short leaves a partial leftover
+        # (never offered for a restore, deleted next time), not a checksum without its snapshot.
+        for filename in _OURS:
+            with contextlib.suppress(FileNotFoundError):
+                (d / filename).unlink()
+        try:
+            d.rmdir()
+        except OSError:
+            if any(d.iterdir()):
+                return False
+            raise
+        return True
+
 
 class BlockStore:
     """Any other Prefect ``WritableFileSystem`` block, through ``write_path``/``read_path``."""
@@ -172,25 +229,38 @@ class BlockStore:
     def snapshots(self, cluster: str) -> list[str] | None:
         return None
 
+    def listing(self, cluster: str) -> tuple[list[str], list[str]] | None:
+        return None
+
+    def remove(self, cluster: str, name: str) -> bool:
+        raise CapstanError(f"{self._label}: {type(self.block).__name__} blocks cannot delete files")
+
 
 def open_store(dest: Destination) -> Store:
     """The store for a destination; a block is loaded from the Prefect API by slug/name."""
     if dest.kind == "dir":
         return DirStore(Path(dest.where))
     from prefect.blocks.core import Block
-    from prefect.filesystems import LocalFileSystem, WritableFileSystem
 
     try:
         block = Block.load(dest.where)
     except (ValueError, KeyError) as exc:
         raise CapstanError(f"destination {dest.label}: no such block ({exc})") from None
+    return store_for_block(block, dest.label)
+
+
+def store_for_block(block: Any, label: str) -> Store:
+    """A LocalFileSystem block is its directory (streamed, listed, pruned); another writable
+    filesystem block goes through its own whole-file methods."""
+    from prefect.filesystems import LocalFileSystem, WritableFileSystem
+
     if isinstance(block, LocalFileSystem):
         if not block.basepath:
-            raise CapstanError(f"destination {dest.label}: the LocalFileSystem block has no basepath")
-        return DirStore(Path(block.basepath).expanduser(), label=dest.label)
+            raise CapstanError(f"destination {label}: the LocalFileSystem block has no basepath")
+        return DirStore(Path(block.basepath).expanduser(), label=label)
     if isinstance(block, WritableFileSystem):
-        return BlockStore(block, dest.label)
-    raise CapstanError(f"destination {dest.label}: {type(block).__name__} is not a writable filesystem block")
+        return BlockStore(block, label)
+    raise CapstanError(f"destination {label}: {type(block).__name__} is not a writable filesystem block")
 
 
 def sha256_of_store(store: Store, rel: str) -> str:
@@ -198,3 +268,71 @@ def sha256_of_store(store: Store, rel: str) -> str:
     for data in store.read(rel):
         digest.update(data)
     return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """What off-host retention did at one destination (snapshot names only, no contents)."""
+
+    where: str
+    keep: int
+    kept: tuple[str, ...] = ()
+    removed: tuple[str, ...] = ()
+    left: tuple[str, ...] = ()  # our files deleted, directory kept: it holds files capstan did not write
+    skipped: str = ""  # why nothing was pruned (a store that cannot list, an unexpected listing)
+    errors: tuple[str, ...] = ()  # "<name>: <OS error>" for a directory that could not be deleted
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "where": self.where,
+            "keep": self.keep,
+            "kept": list(self.kept),
+            "removed": list(self.removed),
+            "left": list(self.left),
+            "skipped": self.skipped,
+            "errors": list(self.errors),
+        }
+
+
+def prune(store: Store, cluster: str, keep: int, fresh: str) -> Pruned:
+    """Keep ``cluster``'s newest ``keep`` snapshots at the destination, and always ``fresh``.
+
+    Call it only after ``fresh`` was copied and its sha256 verified: it is the one thing that makes
+    deleting older copies safe. "Newest" is the UTC stamp in the name (what a restore calls newest
+    too); the copy just written is kept whatever its name says, so an orchestrator clock running
+    behind cannot delete its own fresh copy (there may then be ``keep`` + 1 until the clock is right).
+    Partial leftovers of failed copies go too. A directory that cannot be deleted is reported in
+    ``errors`` and the rest is still pruned: the backup itself has already succeeded.
+    """
+    try:
+        listed = store.listing(cluster)
+    except OSError as exc:
+        return Pruned(
+            store.label, keep, skipped=f"{store.label}: cannot list {cluster}/: {exc.strerror or exc}"
+        )
+    if listed is None:
+        return Pruned(
+            store.label,
+            keep,
+            skipped=f"{store.label} cannot list its files, so old copies were not deleted; "
+            f"delete old {cluster}/etcd-* directories there yourself",
+        )
+    complete, partial = listed
+    if fresh not in complete:
+        return Pruned(
+            store.label,
+            keep,
+            skipped=f"{snapshot_rel(cluster, fresh)} is not listed at {store.label} after the copy, "
+            "so nothing was deleted",
+        )
+    victims = retention_victims(complete, partial, keep, protect=fresh)
+    removed: list[str] = []
+    left: list[str] = []
+    errors: list[str] = []
+    for name in victims:
+        try:
+            (removed if store.remove(cluster, name) else left).append(name)
+        except OSError as exc:
+            errors.append(f"{name}: {exc.strerror or exc}")
+    kept = tuple(n for n in complete if n not in victims)
+    return Pruned(store.label, keep, kept, tuple(removed), tuple(left), errors=tuple(errors))
