@@ -226,7 +226,7 @@ def test_download_of_a_missing_file_names_the_url(server: str, tmp_path: Path) -
 
 def test_a_file_missing_from_the_mirror_fails_naming_host_artifact_and_url() -> None:
     from capstan.remote import FakeTransport
-    from capstan.tasks.create.artifacts import _apply_pull
+    from capstan.tasks.create.artifacts import apply_pull
     from capstan.tasks.session import Session
 
     c = cluster(artifacts={"mode": "pull", "mirror": "http://mirror.example"})
@@ -238,7 +238,7 @@ def test_a_file_missing_from_the_mirror_fails_naming_host_artifact_and_url() -> 
     todo = [Install("kubeadm", "/usr/local/bin/kubeadm")]
     ops = pull_ops(SimHost("w1").facts(artifacts_query(todo)), art, todo)
     with pytest.raises(ArtifactError) as info:
-        _apply_pull(session, c.host("w1"), art, ops)
+        apply_pull(session, c.host("w1"), art, ops)
     assert str(info.value) == (
         "w1: installing kubeadm 1.36.4 from "
         "http://mirror.example/dl.k8s.io/release/v1.36.4/bin/linux/amd64/kubeadm failed "
