@@ -21,12 +21,12 @@ import secrets
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -147,9 +147,32 @@ def postgres() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
+CHECK_FLOW = """
+import sys
+
+from prefect import flow, task
+from prefect.artifacts import create_markdown_artifact
+
+
+@task(task_run_name="{phase}[{host}]")
+def phase_on(phase: str, host: str) -> str:
+    return f"{phase} on {host}"
+
+
+@flow(name="postgres-check")
+def check(hosts: list[str]) -> list[str]:
+    done = [phase_on(p, h) for p in ("facts", "etcd") for h in hosts]
+    create_markdown_artifact(key="postgres-check", markdown=f"{len(done)} tasks")
+    return done
+
+
+state = check(["cp1", "w1"], return_state=True)
+print(state.state_details.flow_run_id)
+sys.exit(0 if state.is_completed() else 1)
+"""
+
+
 def test_prefect_server_on_postgres_records_deployments_and_runs(postgres: Postgres, tmp_path: Path) -> None:
-    from prefect import flow, task
-    from prefect.artifacts import create_markdown_artifact
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from capstan.platform.deploy import deploy
@@ -165,22 +188,22 @@ def test_prefect_server_on_postgres_records_deployments_and_runs(postgres: Postg
     try:
         srv.wait_healthy(api_url, server, timeout=300)  # a new database: every migration runs first
 
-        @task(task_run_name="{phase}[{host}]")
-        def phase_on(phase: str, host: str) -> str:
-            return f"{phase} on {host}"
-
-        @flow(name="postgres-check")
-        def check(hosts: list[str]) -> list[str]:
-            done = [phase_on(p, h) for p in ("facts", "etcd") for h in hosts]
-            create_markdown_artifact(key="postgres-check", markdown=f"{len(done)} tasks")
-            return done
-
+        # The flow runs in its own process: a run's task runs reach the server only as events, and
+        # this test process may already hold Prefect's events client for another test's server.
+        script = tmp_path / "check_flow.py"
+        script.write_text(CHECK_FLOW)
         with temporary_settings(updates={PREFECT_API_URL: api_url, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
             deployed = {d.full_name for d in deploy(REPO / "prefect.yaml", timezone="UTC", env=env)}
-            state: Any = check(["cp1", "w1"], return_state=True)
+        ran = subprocess.run(
+            [sys.executable, str(script)],
+            env={**env, "PREFECT_API_URL": api_url},
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        run_id = ran.stdout.strip().splitlines()[-1]
         assert "create-cluster/default" in deployed
-        assert state.is_completed()
-        run_id = str(state.state_details.flow_run_id)
 
         # Straight from Postgres: the server wrote there, not to a SQLite file in PREFECT_HOME.
         assert postgres.psql(f"select state_type from flow_run where id = '{run_id}'") == "COMPLETED"
