@@ -215,6 +215,15 @@ def apply_push(
         return apply(session.transport(host.name), push_ops(facts, art, todo, content))
 
 
+def install_artifact(
+    session: Session, host: Host, facts: HostFacts, art: Artifact, todo: list[Install]
+) -> OpResult:
+    """Install ``todo`` (files of one artifact) on ``host`` the way ``spec.artifacts.mode`` says."""
+    if session.cluster.spec.artifacts.mode == "pull":
+        return apply_pull(session, host, art, pull_ops(facts, art, todo))
+    return apply_push(session, host, facts, art, todo)
+
+
 _VERIFY = (
     SUM_FUNCTION
     + r"""for f; do
@@ -274,11 +283,7 @@ def artifacts_phase(session: Session, host: Host) -> PhaseOutcome:
         _check_tools(facts, host)
     touched: dict[str, list[Install]] = {}
     for name, todo in by_artifact.items():
-        art = arts[name]
-        if pull:
-            results.append(apply_pull(session, host, art, pull_ops(facts, art, todo)))
-        else:
-            results.append(apply_push(session, host, facts, art, todo))
+        results.append(install_artifact(session, host, facts, arts[name], todo))
         if results[-1].changed:
             touched[name] = todo
 

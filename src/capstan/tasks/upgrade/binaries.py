@@ -21,14 +21,12 @@ from capstan.spec.models import Host
 from capstan.tasks.create._common import PostCheckFailed, parents_op
 from capstan.tasks.create.artifacts import (
     Install,
-    apply_pull,
-    apply_push,
     artifacts_query,
     etcd_top,
+    install_artifact,
     installs_for,
     needs_bytes,
     pinned,
-    pull_ops,
 )
 from capstan.tasks.session import Session
 from capstan.versions import Artifact
@@ -66,13 +64,8 @@ def install(session: Session, host: Host, names: Iterable[str]) -> list[OpResult
     t = session.transport(host.name)
     dests = [i.dest for todo in by_artifact.values() for i in todo]
     results = [apply(t, parents_op(facts, dests), dry_run=session.dry_run)]
-    pull = session.cluster.spec.artifacts.mode == "pull"
     for name, todo in by_artifact.items():
-        art = arts[name]
-        if pull:
-            results.append(apply_pull(session, host, art, pull_ops(facts, art, todo)))
-        else:
-            results.append(apply_push(session, host, facts, art, todo))
+        results.append(install_artifact(session, host, facts, arts[name], todo))
     if any(r.changed for r in results) and not session.dry_run:
         left = stale(session, host, names)
         if left:
