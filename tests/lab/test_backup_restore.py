@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lab_mirror import mirror_entries
 
 from capstan.errors import CapstanError, PhaseFailed
 from capstan.lab import Lab
@@ -50,24 +51,6 @@ for start in range(0, count, 100):  # etcd allows 128 operations per transaction
     if answer.status != 200 or not json.loads(body).get("succeeded"):
         sys.exit(f"txn at {start}: {answer.status} {body[:300]!r}")
 """
-
-
-def mirror_entries() -> list[Any]:
-    """The lab's default mirror plus the Kubernetes stand-ins the control-plane phases install."""
-    from capstan.lab.artifacts import default_entries
-    from capstan.lab.mirror import MirrorEntry
-    from capstan.lab.standins.build import mirror_entries as standin_entries
-    from capstan.versions import default_kubernetes_version
-
-    version = default_kubernetes_version()
-    entries = list(default_entries(version))
-    have = {e.path for e in entries}
-    for path, data in standin_entries([version]):
-        name = path.rsplit("/", 1)[-1]
-        if path not in have:
-            artifact = (name, "amd64", version) if name in ("kubeadm", "kubelet", "kubectl") else None
-            entries.append(MirrorEntry(path, data, artifact))
-    return entries
 
 
 @pytest.fixture(scope="module")

@@ -16,10 +16,10 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 from cryptography import x509
+from lab_mirror import mirror_entries
 
 from capstan.errors import CapstanError
 from capstan.lab import Lab
@@ -40,24 +40,6 @@ EC = (
     "etcdctl --endpoints=https://127.0.0.1:2379 --cacert=/etc/ssl/etcd/ca.crt "
     "--cert=/etc/ssl/etcd/etcdctl.crt --key=/etc/ssl/etcd/etcdctl.key"
 )
-
-
-def mirror_entries() -> list[Any]:
-    """The lab's default mirror plus the Kubernetes stand-ins the control-plane phases install."""
-    from capstan.lab.artifacts import default_entries
-    from capstan.lab.mirror import MirrorEntry
-    from capstan.lab.standins.build import mirror_entries as standin_entries
-    from capstan.versions import default_kubernetes_version
-
-    version = default_kubernetes_version()
-    entries = list(default_entries(version))
-    have = {e.path for e in entries}
-    for path, data in standin_entries([version]):
-        name = path.rsplit("/", 1)[-1]
-        if path not in have:
-            artifact = (name, "amd64", version) if name in ("kubeadm", "kubelet", "kubectl") else None
-            entries.append(MirrorEntry(path, data, artifact))
-    return entries
 
 
 @pytest.fixture(scope="module")

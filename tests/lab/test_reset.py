@@ -12,9 +12,9 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
+from lab_mirror import mirror_entries
 
 from capstan.errors import PhaseFailed
 from capstan.facts import FactsQuery, HostFacts, gather_facts
@@ -37,24 +37,6 @@ MUST_BE_GONE = (
     "/etc/systemd/system/etcd.service", "/etc/systemd/system/containerd.service",
     "/etc/systemd/system/kube-apiserver-lb.service",
 )  # fmt: skip
-
-
-def mirror_entries() -> list[Any]:
-    """The lab's default mirror plus the Kubernetes stand-ins the control-plane phases install."""
-    from capstan.lab.artifacts import default_entries
-    from capstan.lab.mirror import MirrorEntry
-    from capstan.lab.standins.build import mirror_entries as standin_entries
-    from capstan.versions import default_kubernetes_version
-
-    version = default_kubernetes_version()
-    entries = list(default_entries(version))
-    have = {e.path for e in entries}
-    for path, data in standin_entries([version]):
-        name = path.rsplit("/", 1)[-1]
-        if path not in have:
-            artifact = (name, "amd64", version) if name in ("kubeadm", "kubelet", "kubectl") else None
-            entries.append(MirrorEntry(path, data, artifact))
-    return entries
 
 
 @pytest.fixture(autouse=True, scope="module")
