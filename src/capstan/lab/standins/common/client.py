@@ -4,6 +4,12 @@ JSON over ``http.client`` with the kubeconfig's TLS settings; one connection per
 are slow loops, and a fresh connection makes an API server restart or a failover through haproxy a
 non-event). Every non-2xx answer raises ``ApiError`` with the status code and the decoded body;
 a connection failure raises ``ApiError`` with status 0.
+
+``retry_seconds`` > 0 makes a call ride out a server that is restarting or briefly unreachable
+(no answer, or 503), polling every half second until that budget is spent: kubeadm does the same
+around its API calls (``KubernetesAPICallTimeout``), and the lab's upgrades restart API servers
+behind haproxy while kubeadm is still talking to them. A create retried after a lost answer may
+meet 409; the callers that create (kubeadm's create-or-update) already treat 409 as "exists".
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -22,6 +29,8 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
+RETRY_STATUSES = frozenset({0, 503})
+"""No answer at all, or Service Unavailable: the server is (re)starting or lost its backend."""
 
 
 class ApiError(Exception):
@@ -37,7 +46,12 @@ class ApiError(Exception):
 
 class KubeClient:
     def __init__(
-        self, server: str, context: ssl.SSLContext, token: str | None = None, timeout: float = 10.0
+        self,
+        server: str,
+        context: ssl.SSLContext,
+        token: str | None = None,
+        timeout: float = 10.0,
+        retry_seconds: float = 0.0,
     ) -> None:
         parts = urlsplit(server)
         if parts.scheme != "https" or not parts.hostname:
@@ -48,14 +62,15 @@ class KubeClient:
         self.context = context
         self.token = token
         self.timeout = timeout
+        self.retry_seconds = retry_seconds
 
     @classmethod
-    def from_kubeconfig(cls, path: str, timeout: float = 10.0) -> KubeClient:
-        return cls.from_config(load_kubeconfig(path), timeout)
+    def from_kubeconfig(cls, path: str, timeout: float = 10.0, retry_seconds: float = 0.0) -> KubeClient:
+        return cls.from_config(load_kubeconfig(path), timeout, retry_seconds)
 
     @classmethod
-    def from_config(cls, config: Kubeconfig, timeout: float = 10.0) -> KubeClient:
-        return cls(config.server, config.ssl_context(), config.token, timeout)
+    def from_config(cls, config: Kubeconfig, timeout: float = 10.0, retry_seconds: float = 0.0) -> KubeClient:
+        return cls(config.server, config.ssl_context(), config.token, timeout, retry_seconds)
 
     def request(
         self,
@@ -65,7 +80,19 @@ class KubeClient:
         content_type: str = "application/json",
         params: dict[str, str] | None = None,
     ) -> Any:
-        """One call; returns the decoded JSON (or text) body of a 2xx answer."""
+        """One call (retried per ``retry_seconds``); the decoded JSON (or text) body of a 2xx answer."""
+        deadline = time.monotonic() + self.retry_seconds
+        while True:
+            try:
+                return self._once(method, path, body, content_type, params)
+            except ApiError as exc:
+                if exc.status not in RETRY_STATUSES or time.monotonic() >= deadline:
+                    raise
+            time.sleep(0.5)
+
+    def _once(
+        self, method: str, path: str, body: Any, content_type: str, params: dict[str, str] | None
+    ) -> Any:
         url = self.base + path + (("?" + urlencode(params)) if params else "")
         headers = {"Accept": "application/json"}
         payload: bytes | None = None

@@ -36,6 +36,10 @@ class Api(Protocol):
     def delete(self, path: str, /) -> Any: ...
 
 
+API_CALL_RETRY_SECONDS = 60.0
+"""How long one of kubeadm's API calls rides out an unreachable or restarting API server."""
+
+
 def insecure(server: str, timeout: float = 10.0) -> KubeClient:
     """No CA and no credentials: only for reading cluster-info before the CA is pinned."""
     ctx = ssl.create_default_context()
@@ -47,12 +51,19 @@ def insecure(server: str, timeout: float = 10.0) -> KubeClient:
 def with_ca(server: str, ca_pem: bytes, token: str = "", timeout: float = 10.0) -> KubeClient:
     """Trusts only ``ca_pem``; authenticates with a bearer ``token`` when given."""
     return KubeClient(
-        server, ssl.create_default_context(cadata=ca_pem.decode("ascii")), token or None, timeout
+        server,
+        ssl.create_default_context(cadata=ca_pem.decode("ascii")),
+        token or None,
+        timeout,
+        API_CALL_RETRY_SECONDS,
     )
 
 
-def from_kubeconfig(path: str, timeout: float = 10.0) -> KubeClient:
+def from_kubeconfig(
+    path: str, timeout: float = 10.0, retry_seconds: float = API_CALL_RETRY_SECONDS
+) -> KubeClient:
+    """A client for kubeadm's calls; the kubelet's loops pass ``retry_seconds=0`` (they poll anyway)."""
     try:
-        return KubeClient.from_kubeconfig(path, timeout)
+        return KubeClient.from_kubeconfig(path, timeout, retry_seconds)
     except (KubeconfigError, OSError, ValueError) as exc:
         raise KubeadmError(f"cannot use the kubeconfig {path}: {exc}") from None

@@ -207,7 +207,7 @@ def run(f: fl.Flags, version: str, stop: threading.Event) -> int:
     healthz = serve_healthz(
         str(config.get("healthzBindAddress", "127.0.0.1")), int(config.get("healthzPort", 10248))
     )
-    api = rest.from_kubeconfig(str(host_path(kubeconfig)), timeout=5)
+    api = rest.from_kubeconfig(str(host_path(kubeconfig)), timeout=5, retry_seconds=0)
     agent = NodeAgent(api, name, ip, version, runtime_version(), config)
     pods = StaticPods(str(config.get("staticPodPath") or "/etc/kubernetes/manifests"))
     interval = fl.parse_duration(str(config.get("nodeStatusUpdateFrequency") or "10s")) or 10.0
