@@ -27,6 +27,7 @@ from capstan.kube.drain import (
     cordon,
     drain,
     drain_or_uncordon,
+    eviction,
     eviction_refusal,
     plan_drain,
     still_leaving,
@@ -299,6 +300,36 @@ def test_drain_evicts_workloads_and_skips_daemon_and_mirror_pods(
     assert _unschedulable(api, admin, "w1")
     again = drain(client, "w1", timeout=20, retry_interval=0.1)
     assert again.evicted == () and not again.cordoned
+
+
+def test_an_eviction_carries_the_grace_period_only_when_one_is_set() -> None:
+    assert eviction("default/web-a", 300).deleteOptions.gracePeriodSeconds == 300
+    assert eviction("default/web-a", 0).deleteOptions.gracePeriodSeconds == 0
+    plain = eviction("default/web-a")
+    assert plain.deleteOptions is None
+    assert (plain.metadata.namespace, plain.metadata.name) == ("default", "web-a")
+
+
+@pytest.mark.usefixtures("nodes")
+def test_drain_hands_the_grace_period_to_the_api_server(
+    client: Client, api: Api, admin: Pem, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[tuple[str, Any]] = []
+    delete = api.registry.delete
+
+    def noting(res: Any, namespace: str, name: str, options: Any = None, dry_run: bool = False) -> Any:
+        seen.append((f"{namespace}/{name}", options))  # what the Eviction subresource passed on
+        return delete(res, namespace, name, options, dry_run)
+
+    monkeypatch.setattr(api.registry, "delete", noting)
+    rs = _replicaset(api, admin, 1)
+    _create(api, admin, f"{NS}/default/pods", _owned("web-a", rs, {"app": "web"}))
+    running(api, admin, "default", "web-a")
+
+    drain(client, "w1", timeout=20, retry_interval=0.1, grace_period_seconds=45)
+
+    assert [(ref, (opts or {}).get("gracePeriodSeconds")) for ref, opts in seen] == [("default/web-a", 45)]
+    assert _pods(api, admin, "w1") == []
 
 
 @pytest.mark.usefixtures("nodes")

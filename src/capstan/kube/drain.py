@@ -28,7 +28,7 @@ from typing import Any
 import httpx2
 from lightkube import ApiError, Client
 from lightkube.generic_resource import GenericGlobalResource, GenericNamespacedResource, create_api_info
-from lightkube.models.meta_v1 import ObjectMeta
+from lightkube.models.meta_v1 import DeleteOptions, ObjectMeta
 from lightkube.resources.core_v1 import Pod
 from lightkube.types import PatchType
 
@@ -217,15 +217,23 @@ def pods_on(client: Client, node: str) -> list[dict[str, Any]]:
     return [p for p in pods if (p.get("spec") or {}).get("nodeName") == node]
 
 
-def _evict(client: Client, ref: str) -> tuple[bool, str]:
+def eviction(ref: str, grace_period_seconds: int = -1) -> Any:
+    """The Eviction for pod ``ref`` ("namespace/name"); a grace period >= 0 replaces the pod's own
+    terminationGracePeriodSeconds (``kubectl drain --grace-period``), -1 keeps the pod's. (Typed Any:
+    lightkube's ``Pod.Eviction`` is a class attribute, not usable as a type.)"""
+    namespace, name = ref.split("/", 1)
+    options = DeleteOptions(gracePeriodSeconds=grace_period_seconds) if grace_period_seconds >= 0 else None
+    return Pod.Eviction(metadata=ObjectMeta(name=name, namespace=namespace), deleteOptions=options)
+
+
+def _evict(client: Client, ref: str, grace_period_seconds: int = -1) -> tuple[bool, str]:
     """(done, why not): done when the pod was evicted or is gone; why not when it should be retried.
 
     Raises KubeError (unretryable refusal) for answers that waiting will not change.
     """
     namespace, name = ref.split("/", 1)
-    eviction = Pod.Eviction(metadata=ObjectMeta(name=name, namespace=namespace))
     try:
-        client.create(eviction, name, namespace=namespace)
+        client.create(eviction(ref, grace_period_seconds), name, namespace=namespace)
     except ApiError as exc:
         code = exc.status.code or 0
         if code == 404:
@@ -245,12 +253,14 @@ def drain(
     *,
     timeout: float = 300.0,
     delete_emptydir: bool = True,
+    grace_period_seconds: int = -1,
     retry_interval: float = 2.0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
 ) -> DrainReport:
     """Cordon ``node``, evict its pods (retrying refusals), wait until they are gone; within ``timeout``.
 
+    ``grace_period_seconds`` >= 0 is each evicted pod's termination grace (-1: the pod's own).
     Raises DrainBlocked naming each pod still on the node and the last reason. Never uncordons.
     """
     start = clock()
@@ -267,7 +277,7 @@ def drain(
     while pending:
         for ref in list(pending):
             try:
-                done, why = _evict(client, ref)
+                done, why = _evict(client, ref, grace_period_seconds)
             except KubeError as exc:
                 raise DrainBlocked(node, [f"{ref}: {exc}"], cordoned_by_drain=cordoned) from None
             if done:

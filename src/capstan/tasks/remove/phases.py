@@ -113,6 +113,7 @@ def drain_phase(session: Session) -> list[PhaseOutcome]:
                 plan.node,
                 timeout=float(policy.timeout_seconds),
                 delete_emptydir=policy.delete_empty_dir_data,
+                grace_period_seconds=policy.grace_period_seconds,
             )
     except httpx2.HTTPError as exc:
         raise KubeError(f"API {access.server}: drain {plan.node}: {type(exc).__name__}: {exc}") from None

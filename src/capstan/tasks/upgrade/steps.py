@@ -146,6 +146,7 @@ def _drain(client: Client, session: Session, node: str) -> DrainReport:
                 node,
                 timeout=float(policy.timeout_seconds),
                 delete_emptydir=policy.delete_empty_dir_data,
+                grace_period_seconds=policy.grace_period_seconds,
                 retry_interval=2.0,
             )
         except DrainBlocked:
