@@ -39,10 +39,10 @@ def bench(size: int) -> None:
     lab = Lab.up(Lab.free_name(f"bc{os.getpid() % 1000}"), topo)
     try:
         started = time.monotonic()
-        first = create_cluster(spec_path=str(lab.spec_path))
+        first = create_cluster(spec=str(lab.spec_path))
         total = time.monotonic() - started
         started = time.monotonic()
-        second = create_cluster(spec_path=str(lab.spec_path))
+        second = create_cluster(spec=str(lab.spec_path))
         rerun = time.monotonic() - started
         tasks = sum(len(info["phases"]) for info in first["hosts"].values())
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

@@ -132,7 +132,7 @@ def bench(size: int, workdir: Path) -> None:
     try:
         small = spec_without(lab.spec_path, added, workdir / f"cluster-{size}.yaml")
         started = time.monotonic()
-        create_cluster(spec_path=str(small))
+        create_cluster(spec=str(small))
         create_s = time.monotonic() - started
 
         measured = reset_peak_rss()

@@ -78,7 +78,7 @@ def create(
 
     quiet_console_tracebacks()
 
-    result = create_cluster(spec_path=str(file.resolve()), until=until, dry_run=dry_run)
+    result = create_cluster(spec=str(file.resolve()), until=until, dry_run=dry_run)
     for host, info in result["hosts"].items():
         phases = ", ".join(f"{p}({v['changed']})" for p, v in info["phases"].items() if v["changed"])
         typer.echo(

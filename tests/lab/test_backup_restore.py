@@ -62,7 +62,7 @@ def cluster(prefect_api: None) -> Iterator[Lab]:
         Lab.free_name(f"t{os.getpid()}br"), [(h, CP) for h in HOSTS], mirror_entries=mirror_entries()
     )
     try:
-        create_cluster(spec_path=str(lab.spec_path))
+        create_cluster(spec=str(lab.spec_path))
         yield lab
     finally:
         lab.down()

@@ -49,7 +49,7 @@ def cluster(prefect_api: None) -> Iterator[Lab]:
     lab = Lab.up(Lab.free_name(f"c{os.getpid()}br"), HOSTS, mirror_entries=mirror_entries())
     try:
         started = time.monotonic()
-        create_cluster(spec_path=str(lab.spec_path))
+        create_cluster(spec=str(lab.spec_path))
         print(f"create: {time.monotonic() - started:.0f} s")
         yield lab
     finally:

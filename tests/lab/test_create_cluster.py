@@ -106,7 +106,7 @@ def create(lab: Lab, **kw: Any) -> dict[str, Any]:
     from capstan.flows.create import create_cluster
 
     started = time.monotonic()
-    result: dict[str, Any] = create_cluster(spec_path=str(lab.spec_path), **kw)
+    result: dict[str, Any] = create_cluster(spec=str(lab.spec_path), **kw)
     print(f"create on {len(lab.hosts)} hosts: {time.monotonic() - started:.1f} s")
     for host, h in result["hosts"].items():
         print(
@@ -289,7 +289,7 @@ def test_power_cut_in_runtime_phase_then_prefect_retry_resumes(
 
     monkeypatch.setitem(HOST_PHASES, "runtime", power_cut_w2)
     started = time.monotonic()
-    state = create_cluster(spec_path=str(lab.spec_path), return_state=True)
+    state = create_cluster(spec=str(lab.spec_path), return_state=True)
     print(f"failed run: {time.monotonic() - started:.1f} s")
     monkeypatch.undo()
     assert state.is_failed()

@@ -71,7 +71,7 @@ def lab() -> Iterator[Lab]:
 def run(spec: Path, until: str = UNTIL) -> dict[str, Any]:
     from capstan.flows.create import create_cluster
 
-    result = create_cluster(spec_path=str(spec), until=until)
+    result = create_cluster(spec=str(spec), until=until)
     assert isinstance(result, dict)
     return result
 

@@ -31,7 +31,7 @@ def test_unreachable_host_fails_in_phase_one_and_nothing_changes(lab: Lab, tmp_p
     lab.cut("w2")
     try:
         with pytest.raises(PhaseFailed) as info:
-            create_cluster(spec_path=str(spec))
+            create_cluster(spec=str(spec))
     finally:
         lab.heal("w2")
     message = str(info.value)
@@ -50,12 +50,12 @@ def test_host_whose_ip_is_not_local_is_rejected_by_name(lab: Lab, tmp_path: Path
     spec = tmp_path / "bad-ip.yaml"
     spec.write_text(yaml.safe_dump(doc))
     with pytest.raises(PhaseFailed, match=r"w1: ip 10\.250\.250\.250 is not an address of this host"):
-        create_cluster(spec_path=str(spec), until="facts")
+        create_cluster(spec=str(spec), until="facts")
 
 
 def test_facts_phase_passes_on_healthy_hosts(lab: Lab) -> None:
     from capstan.flows.create import create_cluster
 
-    result = create_cluster(spec_path=str(lab.spec_path), until="facts")
+    result = create_cluster(spec=str(lab.spec_path), until="facts")
     assert set(result["hosts"]) == {"cp1", "w1", "w2"}
     assert result["changed"] == 0

@@ -71,7 +71,7 @@ def made(tag: str, hosts: Any) -> Iterator[Made]:
     lab = Lab.up(Lab.free_name(f"t{os.getpid()}{tag}"), hosts, mirror_entries=standin_entries())
     try:
         started = time.monotonic()
-        result: dict[str, Any] = create_cluster(spec_path=str(lab.spec_path))
+        result: dict[str, Any] = create_cluster(spec=str(lab.spec_path))
         print(f"create {len(lab.hosts)} hosts: {time.monotonic() - started:.1f} s")
         yield Made(lab, result["kubeconfig"])
     finally:

@@ -55,7 +55,7 @@ def cluster(prefect_api: None) -> Iterator[Lab]:
     lab = Lab.up(Lab.free_name(f"t{os.getpid()}rs"), HOSTS, mirror_entries=mirror_entries())
     try:
         started = time.monotonic()
-        create_cluster(spec_path=str(lab.spec_path))
+        create_cluster(spec=str(lab.spec_path))
         print(f"create: {time.monotonic() - started:.1f} s")
         yield lab
     finally:
@@ -121,7 +121,7 @@ def test_reset_leaves_clean_hosts_and_create_works_again(cluster: Lab) -> None:
     assert list(again["hosts"]) == ["w1"] and again["changed"] == 0
 
     started = time.monotonic()
-    create_cluster(spec_path=str(cluster.spec_path))
+    create_cluster(spec=str(cluster.spec_path))
     print(f"create again: {time.monotonic() - started:.1f} s")
     res = cluster.exec(
         "cp1",

@@ -75,7 +75,7 @@ def test_scale_adds_a_worker_while_an_existing_worker_is_cut(lab: Lab, tmp_path:
 
     small = spec_without(lab, "w2", tmp_path / "cluster-2.yaml")
     started = time.monotonic()
-    created: dict[str, Any] = create_cluster(spec_path=str(small))
+    created: dict[str, Any] = create_cluster(spec=str(small))
     print(f"create cp1+w1: {time.monotonic() - started:.1f} s")
     kubeconfig = created["kubeconfig"]
     assert ready(kubeconfig) == {"cp1": True, "w1": True}
@@ -109,7 +109,7 @@ def test_scale_adds_a_control_plane_and_updates_every_node_local_balancer(
 
     lab = cp_lab
     small = spec_without(lab, "cp2", tmp_path / "cluster-2.yaml")
-    created: dict[str, Any] = create_cluster(spec_path=str(small))
+    created: dict[str, Any] = create_cluster(spec=str(small))
     kubeconfig = created["kubeconfig"]
     before = started_processes(lab, ["cp1", "w1"])
 

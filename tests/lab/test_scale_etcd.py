@@ -74,7 +74,7 @@ def test_scale_adds_etcd_members_and_undoes_one_that_cannot_start(lab: Lab, tmp_
     from capstan.flows.scale import scale_cluster
 
     started = time.monotonic()
-    created: dict[str, Any] = create_cluster(spec_path=str(only(lab, {"cp1", "w1"}, tmp_path / "small.yaml")))
+    created: dict[str, Any] = create_cluster(spec=str(only(lab, {"cp1", "w1"}, tmp_path / "small.yaml")))
     print(f"create cp1+w1: {time.monotonic() - started:.1f} s")
     kubeconfig = created["kubeconfig"]
     one = [f"https://{lab.ip('cp1')}:2379"]

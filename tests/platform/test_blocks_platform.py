@@ -134,7 +134,7 @@ def test_private_key_from_a_block_never_reaches_logs_artifacts_parameters_or_res
     dep_id = platform.deployments[CREATE]
     # This run alone logs at DEBUG (a job variable of the process pool): the most text to search.
     body = {
-        "parameters": {"spec_path": "block:platform-lab", "until": "facts"},
+        "parameters": {"spec": "block:platform-lab", "until": "facts"},
         "job_variables": {"env": {"PREFECT_LOGGING_LEVEL": "DEBUG"}},
     }
     run = platform.api("POST", f"/deployments/{dep_id}/create_flow_run", body)

@@ -68,7 +68,7 @@ def test_schedules_produce_runs_at_their_cron_time_in_the_configured_timezone(pl
 
 def create_run(platform: Platform, spec: str, **params: Any) -> dict[str, Any]:
     """The call another system makes: POST /api/deployments/{id}/create_flow_run."""
-    body = {"parameters": {"spec_path": spec, **params}, "tags": ["api-triggered"]}
+    body = {"parameters": {"spec": spec, **params}, "tags": ["api-triggered"]}
     dep_id = platform.deployments[CREATE]
     run: dict[str, Any] = platform.api("POST", f"/deployments/{dep_id}/create_flow_run", body)
     return run
@@ -96,9 +96,9 @@ def test_rest_python_and_cli_triggers_run_create_cluster_on_the_worker(
         for how in ("rest", "py", "cli")
     }
     rest = create_run(platform, specs["rest"], until="facts")
-    py = run_deployment(CREATE, parameters={"spec_path": specs["py"], "until": "facts"}, timeout=0)
+    py = run_deployment(CREATE, parameters={"spec": specs["py"], "until": "facts"}, timeout=0)
     cli = platform.prefect(
-        "deployment", "run", CREATE, "-p", f"spec_path={specs['cli']}", "-p", "until=facts",
+        "deployment", "run", CREATE, "-p", f"spec={specs['cli']}", "-p", "until=facts",
         "--watch", "--watch-timeout", "240",
     )  # fmt: skip
     assert cli.returncode == 0, cli.stdout + cli.stderr

@@ -84,7 +84,7 @@ def kubeconfig(platform: Platform, spec_block: str, capstan_home: Path) -> str:
     from capstan.flows.create import create_cluster
 
     started = time.monotonic()
-    created: dict[str, Any] = create_cluster(spec_path=f"block:{spec_block}")
+    created: dict[str, Any] = create_cluster(spec=f"block:{spec_block}")
     print(f"create cp1+w1 from block {spec_block}: {time.monotonic() - started:.1f} s")
     path = str(created["kubeconfig"])
     assert ready_nodes(path) == {"cp1", "w1"}

@@ -159,7 +159,7 @@ def test_create_cluster_run_form_shows_every_parameter_with_its_description(
     assert any(u.startswith(f"{api.ui}/api/") for u in browser.requests)  # the page did fetch the API
     assert ui.offsite(browser.requests) == []  # and nothing beyond 127.0.0.1
     text = " ".join(shot.text.split())
-    for needle in ("create-cluster", "spec_path", "until (Optional)", "dry_run (Optional)", "Submit"):
+    for needle in ("create-cluster", "spec", "until (Optional)", "dry_run (Optional)", "Submit"):
         assert needle in text
     assert "the cluster spec: block:<name> (a capstan cluster spec block" in text
     assert "gather facts and report what would change, without changing anything." in text
@@ -177,7 +177,7 @@ def test_finished_create_run_page_lists_its_task_runs_and_artifacts(
     """A full create-cluster run of the two-host lab, through the deployment and the worker."""
     lab = platform_lab
     body = {
-        "parameters": {"spec_path": str(lab.spec_path)},
+        "parameters": {"spec": str(lab.spec_path)},
         "job_variables": {"env": {"CAPSTAN_HOME": str(tmp_path / "capstan-home")}},  # admin.conf here
     }
     run = platform.api("POST", f"/deployments/{platform.deployments[CREATE]}/create_flow_run", body)

@@ -52,7 +52,7 @@ def _run_key() -> str:
 
 
 def run_create(
-    spec_path: str,
+    spec: str,
     *,
     until: str | None = None,
     dry_run: bool = False,
@@ -60,10 +60,10 @@ def run_create(
 ) -> dict[str, Any]:
     """The body of the flow, callable with another transport factory by tests of the flow logic.
 
-    ``spec_path`` is a cluster.yaml path or a cluster spec block (``block:<name>``, see
+    ``spec`` is a cluster.yaml path or a cluster spec block (``block:<name>``, see
     ``capstan.flows.source``); the run holds the cluster's lock (``capstan.flows.lock``) throughout.
     """
-    source = resolve_spec(spec_path)
+    source = resolve_spec(spec)
     cluster = source.cluster
     ids = [p.id for p in CREATE_PHASES]
     if until is not None and until not in ids:
@@ -94,13 +94,13 @@ def run_create(
     persist_result=True,
     log_prints=True,
 )
-def create_cluster(spec_path: str, until: str | None = None, dry_run: bool = False) -> dict[str, Any]:
-    """Create (or converge) the cluster described by the spec at ``spec_path``.
+def create_cluster(spec: str, until: str | None = None, dry_run: bool = False) -> dict[str, Any]:
+    """Create (or converge) the cluster that ``spec`` describes.
 
     Args:
-        spec_path: the cluster spec: `block:<name>` (a capstan cluster spec block, with its SSH
+        spec: the cluster spec: `block:<name>` (a capstan cluster spec block, with its SSH
             credentials block) or the absolute path of cluster.yaml on the worker.
         until: stop after this phase (e.g. "os-prep"); all phases when empty.
         dry_run: gather facts and report what would change, without changing anything.
     """
-    return run_create(spec_path, until=until, dry_run=dry_run)
+    return run_create(spec, until=until, dry_run=dry_run)
