@@ -8,6 +8,7 @@ same flow run skips every (phase, host) task that already completed.
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 from typing import Any, cast
 
@@ -73,16 +74,20 @@ def run_create(
             Session(_run_key(), cluster, factory=factory, dry_run=dry_run, private_key=source.private_key)
         )
         outcomes: list[PhaseOutcome] = []
+        walls: dict[str, float] = {}
         try:
             for phase in CREATE_PHASES:
                 session.memo["outcomes"] = list(outcomes)
+                started = time.monotonic()
                 outcomes += run_phase(phase, session)
+                walls[phase.id] = round(time.monotonic() - started, 3)
                 if phase.id == until:
                     break
             kubeconfig = session.memo.get("kubeconfig")
         finally:
             unregister(session.key)
     summary = summarize(outcomes)
+    summary["phase_seconds"] = walls  # wall time of each phase, Prefect's task bookkeeping included
     if until is None or until == "report":
         summary["kubeconfig"] = kubeconfig
     return summary
