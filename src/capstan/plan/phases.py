@@ -1,9 +1,12 @@
 """The create-cluster phase list: the one source of truth for ``capstan plan`` and the create flow.
 
 Order follows Kubespray's cluster.yml invariants (prep -> runtime -> etcd -> first control plane ->
-control-plane joins one at a time -> workers -> apps), split k0sctl-style into small phases that each
-run on a host set with a stated concurrency. The flow iterates this very tuple, so what ``plan`` prints
-is what runs.
+control-plane joins one at a time -> workers), split k0sctl-style into small phases that each run on a
+host set with a stated concurrency. The addons (the pod network first) go in right after the first
+control plane, kubeadm's documented order, rather than after the joins as in Kubespray: a node that
+joins with the CNI already there turns Ready at once, so the final wait for every node Ready is short
+instead of a whole kubelet status period after the last join. The flow iterates this very tuple, so
+what ``plan`` prints is what runs.
 """
 
 from __future__ import annotations
@@ -91,12 +94,14 @@ CREATE_PHASES: tuple[Phase, ...] = (
           "node-local haproxy/nginx on every node, or keepalived VIP on control planes"),
     Phase("cp-init", "First control plane", "once", _first_cp,
           "kubeadm init guarded by a fact (never twice); wait for /readyz"),
+    Phase("addons", "Addons", "local", _none,
+          "CNI, CoreDNS (+nodelocaldns, autoscaler), metrics-server through the API, before any join"),
     Phase("cp-join", "Control-plane joins", "serial", _other_cps,
           "kubeadm join --control-plane, one at a time, each waiting for /readyz"),
     Phase("worker-join", "Worker joins", "parallel", _workers,
           "kubeadm join; each registers as a Node"),
-    Phase("addons", "Addons", "local", _none,
-          "CNI, CoreDNS (+nodelocaldns, autoscaler), metrics-server through the API; nodes Ready"),
+    Phase("nodes-ready", "Nodes Ready", "local", _none,
+          "every node of the spec Ready at the spec's version"),
     Phase("report", "Report", "local", _none,
           "Prefect artifacts; admin kubeconfig written locally (0600)"),
 )  # fmt: skip

@@ -1,12 +1,13 @@
-"""Phase 11, addons: the CNI, CoreDNS (+ nodelocaldns, its autoscaler) and metrics-server through the
-API with server-side apply, then every node Ready at the spec's version.
+"""The addons phase: the CNI, CoreDNS (+ nodelocaldns, its autoscaler) and metrics-server through the
+API with server-side apply, right after the first control plane (before any join); and the nodes-ready
+phase after the joins: every node Ready at the spec's version.
 
-Runs once on the orchestrator against the first control plane's apiserver (``_kube.admin_access``).
+Both run once on the orchestrator against the first control plane's apiserver (``_kube.admin_access``).
 The CNI manifest is the pinned upstream file, downloaded once and sha256-checked (``capstan.kube.cni``),
 edited for the spec; the other addons are rendered by ``capstan.render.render_addons``. Only objects
 the apply really changed count as changes, so a converged cluster reports 0.
 
-The outcome is attributed to the first control plane, whose apiserver received the objects.
+The outcomes are attributed to the first control plane, whose apiserver received the objects.
 """
 
 from __future__ import annotations
@@ -58,14 +59,6 @@ def addons_phase(session: Session) -> list[PhaseOutcome]:
             raise KubeError(f"API {access.server}: {type(exc).__name__}: {exc}") from None
         # a dry run before the cluster exists: everything would be applied
         result = ApplyResult(changed=[f"{o.get('kind')} {o['metadata'].get('name')}" for o in objects])
-    if not session.dry_run:
-        names = [h.name for h in cluster.nodes]
-        version = cluster.spec.kubernetes.version
-        problem = _kube.wait_for(
-            lambda: node_readiness(access, names, version), NODES_READY_TIMEOUT, "nodes Ready"
-        )
-        if problem:
-            raise KubeError(problem)
     note = f"{len(result.changed)} of {len(objects)} objects applied"
     if result.changed:
         note += ": " + ", ".join(result.changed[:10]) + (", ..." if len(result.changed) > 10 else "")
@@ -79,3 +72,24 @@ def addons_phase(session: Session) -> list[PhaseOutcome]:
             note,
         )
     ]
+
+
+@cluster_phase_impl("nodes-ready")
+def nodes_ready_phase(session: Session) -> list[PhaseOutcome]:
+    """Never changes anything: waits until every node of the spec is Ready at the spec's version."""
+    started = time.monotonic()
+    cluster = session.cluster
+    names = [h.name for h in cluster.nodes]
+    note = f"{len(names)} nodes Ready at {cluster.spec.kubernetes.version}"
+    if session.dry_run:
+        note = "dry run: not waited for"
+    else:
+        access = _kube.admin_access(session)
+        version = cluster.spec.kubernetes.version
+        problem = _kube.wait_for(
+            lambda: node_readiness(access, names, version), NODES_READY_TIMEOUT, "nodes Ready"
+        )
+        if problem:
+            raise KubeError(problem)
+    first = cluster.control_planes[0]
+    return [PhaseOutcome("nodes-ready", first.name, 0, 0, round(time.monotonic() - started, 3), note)]

@@ -213,18 +213,26 @@ def run(f: fl.Flags, version: str, stop: threading.Event) -> int:
     interval = fl.parse_duration(str(config.get("nodeStatusUpdateFrequency") or "10s")) or 10.0
     log.info("kubelet stand-in v%s starting: node %s (%s), runtime %s", version, name, ip, cri)
     next_status = 0.0
+    posted: bool | None = None  # the readiness last posted (None: nothing posted yet, or it failed)
     while not stop.is_set():
         states = pods.sync()
-        if time.monotonic() >= next_status:
-            if not agent.registered and config.get("registerNode", True):
+        now = time.monotonic()
+        if not agent.registered and now >= next_status:
+            if config.get("registerNode", True):
                 agent.register({**labels}, taints)
-            if agent.registered:
-                ready, why = readiness(cri, agent)
-                next_status = time.monotonic() + (interval if agent.heartbeat(ready, why) else 1.0)
+            next_status = now if agent.registered else now + 1.0
+        if agent.registered:
+            # Readiness is looked at every second and a change is posted at once, the rest every
+            # nodeStatusUpdateFrequency: the real kubelet's fast status update does the same at
+            # start-up (a node turns Ready as soon as its runtime and pod network are, not up to a
+            # whole period later).
+            ready, why = readiness(cri, agent)
+            if now >= next_status or ready != posted:
+                ok = agent.heartbeat(ready, why)
+                posted = ready if ok else None
+                next_status = now + (interval if ok else 1.0)
                 agent.renew_lease()
                 agent.sync_mirrors(states)
-            else:
-                next_status = time.monotonic() + 1.0
         stop.wait(1.0)
     pods.detach()
     healthz.shutdown()
