@@ -48,7 +48,9 @@ class FakeApi:
         self.patches.append(key)
         self.rv += 1
         new = {**obj, "metadata": {**obj["metadata"], "resourceVersion": str(self.rv)}}
-        new["metadata"]["managedFields"] = [{"manager": "capstan", "time": str(self.rv)}]
+        new["metadata"]["managedFields"] = [
+            {"manager": "capstan", "operation": "Apply", "time": str(self.rv)}
+        ]
         self.store[key] = new
         return new
 
@@ -60,9 +62,40 @@ def test_first_apply_changes_everything_second_changes_nothing() -> None:
     assert first.changed == ["Namespace x", "ConfigMap kube-system/a"]  # namespaces first
     second = kapply.apply_objects(api, objs)  # type: ignore[arg-type]
     assert second.changed == [] and len(second.unchanged) == 2
-    assert len(api.patches) == 4  # applied anyway: apply is idempotent, counting is not guessing
+    assert len(api.patches) == 2  # converged: read, not sent again
     third = kapply.apply_objects(api, [cm("a", {"k": "2"})])  # type: ignore[arg-type]
-    assert third.changed == ["ConfigMap kube-system/a"]
+    assert third.changed == ["ConfigMap kube-system/a"] and len(api.patches) == 3
+
+
+def test_every_applied_object_carries_the_digest_of_what_was_rendered() -> None:
+    api = FakeApi()
+    kapply.apply_objects(api, [cm("a", {"k": "1"}), cm("b", {"k": "1"})])  # type: ignore[arg-type]
+    digests = {
+        name: api.store[("ConfigMap", "kube-system", name)]["metadata"]["annotations"][kapply.APPLIED_DIGEST]
+        for name in ("a", "b")
+    }
+    assert len(digests["a"]) == 64 and digests["a"] != digests["b"]  # the name is part of what is hashed
+    assert kapply.stamped(cm("a", {"k": "1"}))["metadata"]["annotations"] == {
+        kapply.APPLIED_DIGEST: digests["a"]
+    }
+
+
+def test_an_object_edited_by_someone_else_is_applied_back() -> None:
+    api = FakeApi()
+    kapply.apply_objects(api, [cm("a", {"k": "1"})])  # type: ignore[arg-type]
+    api.store[("ConfigMap", "kube-system", "a")]["data"] = {"k": "edited"}
+    again = kapply.apply_objects(api, [cm("a", {"k": "1"})])  # type: ignore[arg-type]
+    assert again.changed == ["ConfigMap kube-system/a"] and len(api.patches) == 2
+    assert api.store[("ConfigMap", "kube-system", "a")]["data"] == {"k": "1"}
+
+
+def test_an_identical_object_capstan_did_not_apply_is_applied_to_take_it_over() -> None:
+    api = FakeApi()
+    kapply.apply_objects(api, [cm("a", {"k": "1"})])  # type: ignore[arg-type]
+    live = api.store[("ConfigMap", "kube-system", "a")]
+    live["metadata"]["managedFields"] = [{"manager": "kubeadm", "operation": "Update"}]
+    kapply.apply_objects(api, [cm("a", {"k": "1"})])  # type: ignore[arg-type]
+    assert len(api.patches) == 2  # same content, but only an apply makes capstan its field manager
 
 
 def test_dry_run_reads_and_compares_only() -> None:

@@ -7,11 +7,21 @@ and compared with what the apply returned, ignoring the bookkeeping the server u
 (resourceVersion, managedFields, status). Namespaces and CustomResourceDefinitions go first, so the
 objects that need them can follow in the same batch; a kind defined by a CRD of the batch is routed
 through a generic resource made from that CRD.
+
+A converged object is not sent again: every applied object carries the sha256 of what capstan rendered
+(annotation ``capstan.io/applied-sha256``), and an object whose live copy was applied by capstan's
+field manager and already holds every rendered field, that annotation included, is left alone. A
+changed manifest changes the digest, so it is applied (and fields capstan no longer sets are dropped
+by server-side apply, as before); an object edited by someone else no longer holds every rendered field
+and is applied back. Why: a converged re-run would otherwise send every addon object (hundreds with
+a CNI manifest) through the API server again only to learn that nothing changed.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, cast
@@ -30,6 +40,7 @@ if TYPE_CHECKING:
     from lightkube.resources.apiextensions_v1 import CustomResourceDefinition
 
 Obj = dict[str, Any]
+APPLIED_DIGEST = "capstan.io/applied-sha256"
 FIRST_KINDS = ("Namespace", "CustomResourceDefinition")
 _VOLATILE_META = ("resourceVersion", "managedFields", "generation", "uid", "creationTimestamp")
 
@@ -73,6 +84,21 @@ def comparable(obj: Mapping[str, Any] | None) -> Obj | None:
     return out
 
 
+def stamped(obj: Mapping[str, Any]) -> Obj:
+    """``obj`` with the sha256 of its rendered form as an annotation (see the module docstring)."""
+    digest = hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
+    out = copy.deepcopy(dict(obj))
+    meta = out.setdefault("metadata", {})
+    meta["annotations"] = {**(meta.get("annotations") or {}), APPLIED_DIGEST: digest}
+    return out
+
+
+def applied_by_capstan(live: Mapping[str, Any]) -> bool:
+    """True when capstan's field manager has server-side applied ``live``."""
+    entries = (live.get("metadata") or {}).get("managedFields") or []
+    return any(e.get("manager") == FIELD_MANAGER and e.get("operation") == "Apply" for e in entries)
+
+
 def _check(obj: Mapping[str, Any]) -> None:
     meta = obj.get("metadata")
     if not obj.get("apiVersion") or not obj.get("kind") or not isinstance(meta, dict) or not meta.get("name"):
@@ -110,6 +136,7 @@ def apply_objects(client: Client, objs: Iterable[Mapping[str, Any]], *, dry_run:
     for obj in ordered:
         _check(obj)
     _register_crds(ordered)
+    ordered = [stamped(obj) for obj in ordered]
     result = ApplyResult()
     for obj in ordered:
         res = resource_of(obj)
@@ -124,9 +151,9 @@ def apply_objects(client: Client, objs: Iterable[Mapping[str, Any]], *, dry_run:
             if exc.status.code != 404:
                 raise KubeError(f"cannot read {ref(obj)}: {exc.status.message}") from None
             before = None
-        if dry_run:
-            same = before is not None and _contains(comparable(before), comparable(obj))
-            (result.unchanged if same else result.changed).append(ref(obj))
+        current = before is not None and _contains(comparable(before), comparable(obj))
+        if dry_run or (current and before is not None and applied_by_capstan(before)):
+            (result.unchanged if current else result.changed).append(ref(obj))
             continue
         try:
             after = client.patch(
