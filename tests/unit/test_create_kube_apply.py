@@ -33,9 +33,17 @@ class FakeApi:
     def __init__(self) -> None:
         self.store: dict[tuple[str, str | None, str], dict[str, Any]] = {}
         self.patches: list[tuple[str, str | None, str]] = []
+        self.reads: list[str] = []
         self.rv = 0
 
+    def list(self, res: Any, *, namespace: str | None = None) -> list[dict[str, Any]]:
+        """Like the API: list items carry no kind and apiVersion."""
+        self.reads.append(f"list {res.__name__} {namespace}")
+        items = [v for (kind, ns, _), v in self.store.items() if kind == res.__name__ and ns == namespace]
+        return [{k: v for k, v in item.items() if k not in ("kind", "apiVersion")} for item in items]
+
     def get(self, res: Any, name: str, *, namespace: str | None = None) -> dict[str, Any]:
+        self.reads.append(f"get {res.__name__} {namespace}/{name}")
         key = (res.__name__, namespace, name)
         if key not in self.store:
             raise ApiError(status=Status(code=404, message=f"{name} not found"))
@@ -63,8 +71,12 @@ def test_first_apply_changes_everything_second_changes_nothing() -> None:
     second = kapply.apply_objects(api, objs)  # type: ignore[arg-type]
     assert second.changed == [] and len(second.unchanged) == 2
     assert len(api.patches) == 2  # converged: read, not sent again
+    api.reads.clear()
+    kapply.apply_objects(api, [cm("a", {"k": "1"}), cm("b", {"k": "1"}), *objs[1:]])  # type: ignore[arg-type]
+    # the two ConfigMaps with one list (b is missing: applied), the lone Namespace with a get
+    assert api.reads == ["list ConfigMap kube-system", "get Namespace None/x"]
     third = kapply.apply_objects(api, [cm("a", {"k": "2"})])  # type: ignore[arg-type]
-    assert third.changed == ["ConfigMap kube-system/a"] and len(api.patches) == 3
+    assert third.changed == ["ConfigMap kube-system/a"] and len(api.patches) == 4  # b, then a again
 
 
 def test_every_applied_object_carries_the_digest_of_what_was_rendered() -> None:

@@ -137,20 +137,12 @@ def apply_objects(client: Client, objs: Iterable[Mapping[str, Any]], *, dry_run:
         _check(obj)
     _register_crds(ordered)
     ordered = [stamped(obj) for obj in ordered]
+    targets = [(obj, *_where(obj)) for obj in ordered]
+    listed = _prefetch(client, targets)
     result = ApplyResult()
-    for obj in ordered:
-        res = resource_of(obj)
-        meta = obj["metadata"]
-        name = str(meta["name"])
-        namespace = meta.get("namespace") if issubclass(res, NamespacedResource) else None
-        if issubclass(res, NamespacedResource) and not namespace:
-            namespace = "default"
-        try:
-            before: Obj | None = _as_dict(client.get(res, name, namespace=namespace))
-        except ApiError as exc:
-            if exc.status.code != 404:
-                raise KubeError(f"cannot read {ref(obj)}: {exc.status.message}") from None
-            before = None
+    for obj, res, namespace, name in targets:
+        key = (res, namespace, name)
+        before = listed[key] if key in listed else _read(client, obj, res, namespace, name)
         current = before is not None and _contains(comparable(before), comparable(obj))
         if dry_run or (current and before is not None and applied_by_capstan(before)):
             (result.unchanged if current else result.changed).append(ref(obj))
@@ -170,6 +162,52 @@ def apply_objects(client: Client, objs: Iterable[Mapping[str, Any]], *, dry_run:
         same = comparable(before) == comparable(_as_dict(after))
         (result.unchanged if same else result.changed).append(ref(obj))
     return result
+
+
+def _where(obj: Obj) -> tuple[Any, str | None, str]:
+    """(resource class, namespace or None, name) of a checked object."""
+    res = resource_of(obj)
+    namespace = None
+    if issubclass(res, NamespacedResource):
+        namespace = str(obj["metadata"].get("namespace") or "default")
+    return res, namespace, str(obj["metadata"]["name"])
+
+
+def _read(client: Client, obj: Obj, res: Any, namespace: str | None, name: str) -> Obj | None:
+    try:
+        return _as_dict(client.get(res, name, namespace=namespace))
+    except ApiError as exc:
+        if exc.status.code != 404:
+            raise KubeError(f"cannot read {ref(obj)}: {exc.status.message}") from None
+        return None
+
+
+def _prefetch(
+    client: Client, targets: list[tuple[Obj, Any, str | None, str]]
+) -> dict[tuple[Any, str | None, str], Obj | None]:
+    """The live objects, one LIST per (resource, namespace) instead of a GET per object.
+
+    A list the server refuses (a kind defined by a CRD of this very batch is not served yet) leaves its
+    objects out; they are read one by one when their turn comes. List items carry no kind and
+    apiVersion; the resource they were listed through does.
+    """
+    groups: dict[tuple[Any, str | None], list[tuple[Obj, str]]] = {}
+    for obj, res, namespace, name in targets:
+        groups.setdefault((res, namespace), []).append((obj, name))
+    live: dict[tuple[Any, str | None, str], Obj | None] = {}
+    for (res, namespace), members in groups.items():
+        if len(members) < 2:
+            continue  # one GET costs what one LIST does
+        try:
+            items = client.list(res, namespace=namespace) if namespace is not None else client.list(res)
+            found = {str(d["metadata"]["name"]): d for d in (_as_dict(i) for i in items)}
+        except ApiError:
+            continue
+        for obj, name in members:
+            item = found.get(name)
+            kind = {"apiVersion": obj["apiVersion"], "kind": obj["kind"]}
+            live[(res, namespace, name)] = {**item, **kind} if item is not None else None
+    return live
 
 
 def _contains(live: Any, want: Any) -> bool:
