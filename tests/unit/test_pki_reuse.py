@@ -280,3 +280,20 @@ def test_ca_made_by_openssl_is_reused(tmp_path: Path) -> None:
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_only_one_hosts_leaves_are_built_and_its_files_are_the_same(first: ClusterPKI) -> None:
+    from capstan.pki.layout import host_slots
+
+    for node in INPUTS.node_names():
+        wanted = {slot.name for slot in host_slots(INPUTS, node)}
+        mine, issued = generate(
+            INPUTS,
+            host_files(first, "cp1"),
+            now=NOW,
+            existing_hosts={node: host_files(first, node)},
+            only=wanted,
+        )
+        assert issued == [], node  # nothing of this host's is missing, and no other host's is built
+        assert host_files(mine, node) == host_files(first, node), node
+        assert set(mine.certificates()) - set(CAS) <= wanted, node

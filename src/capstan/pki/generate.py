@@ -12,7 +12,7 @@ A change of ``key_algorithm`` does not by itself re-issue anything; it applies t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime, timedelta
 
 from cryptography.hazmat.primitives import serialization
@@ -161,6 +161,7 @@ def generate(
     renew_within: timedelta = timedelta(days=30),
     *,
     existing_hosts: Mapping[str, Mapping[str, bytes]] | None = None,
+    only: Collection[str] | None = None,
 ) -> tuple[ClusterPKI, list[str]]:
     """Issue what is missing or stale; return the PKI and the logical names (re)issued, in order.
 
@@ -168,6 +169,9 @@ def generate(
     to their contents; it is the source of the CAs and service-account key. ``existing_hosts`` maps any
     node name to the files fetched from that node, so that per-node leaves elsewhere (etcd member
     certificates, other control planes, kubelet.conf) are kept too; without it those are re-issued.
+    ``only`` limits the leaves to those logical names (what one host receives): a create run asks for
+    each host's files in turn, and issuing every other host's leaves each time only to drop them cost
+    a certificate signature per leaf per host, quadratic in the cluster's size.
     """
     now = utc(now)
     first = inputs.first_control_plane().name
@@ -201,6 +205,8 @@ def generate(
     found = _existing_leaves(inputs, hosts)
     leaves: dict[str, CertKey] = {}
     for spec in leaf_specs(inputs).values():
+        if only is not None and spec.name not in only:
+            continue
         ca = cas[spec.issuer]
         have = found.get(spec.name)
         if isinstance(have, CertKey):

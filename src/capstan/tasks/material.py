@@ -133,10 +133,16 @@ def cluster_secrets(session: Session) -> Secrets:
 def host_pki(session: Session, host: str, renew_within: timedelta | None = None) -> dict[str, HostFile]:
     """The PKI files ``host`` must hold: existing good ones kept, missing or stale ones issued."""
     inputs = pki_inputs(session.cluster)
-    paths = tuple(slot.path for slot in host_slots(inputs, host))
-    existing = read_files(session, host, paths)
+    slots = host_slots(inputs, host)
+    existing = read_files(session, host, tuple(slot.path for slot in slots))
     window = renew_within or timedelta(days=session.cluster.spec.pki.renew_within_days)
-    pki, _ = generate(inputs, roots(session), renew_within=window, existing_hosts={host: existing})
+    pki, _ = generate(
+        inputs,
+        roots(session),
+        renew_within=window,
+        existing_hosts={host: existing},
+        only={slot.name for slot in slots},
+    )
     return files_for_host(pki, host)
 
 
