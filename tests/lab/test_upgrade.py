@@ -1,11 +1,11 @@
 """upgrade-cluster on lab hosts: a cluster created by capstan at 1.35.8, upgraded node by node.
 
-One lab of four hosts (cp1 and cp2 control planes, w1 and w2 workers; cp1, cp2 and w1 are the three
-etcd members; a third control plane would only add minutes on this 2-core machine), created once at
-1.35.8 with the create flow, then, in order:
+One lab of five hosts (cp1 and cp2 control planes, w1 and w2 workers, e1 an etcd-only host; cp1, cp2 and
+e1 are the three etcd members; a third control plane would only add minutes on this 2-core machine),
+created once at 1.35.8 with the create flow, then, in order:
 
 (a) a minor upgrade to 1.36.3: every node Ready at v1.36.3, the recorded order exactly snapshot ->
-    etcd cp1 -> cp2 -> w1 (one member at a time) -> node cp1 -> cp2 -> w1 -> w2, each node cordon ->
+    etcd cp1 -> cp2 -> e1 (one member at a time) -> node cp1 -> cp2 -> w1 -> w2, each node cordon ->
     drain -> upgrade -> uncordon; every member runs the new etcd binary and is healthy; the snapshot
     file on the member that took it;
 (b) a patch upgrade to 1.36.4 with a PodDisruptionBudget that can never be satisfied guarding a pod on
@@ -58,11 +58,12 @@ pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("prefect_api")]
 HOSTS = [
     ("cp1", ["control-plane", "etcd"]),
     ("cp2", ["control-plane", "etcd"]),
-    ("w1", ["worker", "etcd"]),
+    ("e1", ["etcd"]),
+    ("w1", ["worker"]),
     ("w2", ["worker"]),
 ]
 NODES = ["cp1", "cp2", "w1", "w2"]
-ETCD_HOSTS = ["cp1", "cp2", "w1"]
+ETCD_HOSTS = ["cp1", "cp2", "e1"]
 FROM, MIDDLE, TO = "1.35.8", "1.36.3", "1.36.4"
 NEW_ETCD = "3.6.15"
 MARKER = f"\n# capstan lab: the etcd {NEW_ETCD} of test_upgrade (the machine's etcd + this line)\n".encode()
