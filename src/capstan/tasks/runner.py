@@ -46,10 +46,24 @@ HOST_PHASES: dict[str, PhaseImpl] = {}
 CLUSTER_PHASES: dict[str, ClusterPhaseImpl] = {}
 
 
+def _check_unique(phase_id: str, fn: Callable[..., Any]) -> None:
+    """Phase ids are global: a second implementation would silently replace the first for every
+    flow, depending on which module happened to be imported last. Refuse it at import time."""
+    known = HOST_PHASES.get(phase_id) or CLUSTER_PHASES.get(phase_id)
+    if known is None:
+        return
+    if (known.__module__, known.__qualname__) != (fn.__module__, fn.__qualname__):
+        raise RuntimeError(
+            f"phase {phase_id!r} is implemented twice: {known.__module__}.{known.__qualname__} and "
+            f"{fn.__module__}.{fn.__qualname__}"
+        )
+
+
 def host_phase_impl(phase_id: str) -> Callable[[PhaseImpl], PhaseImpl]:
     """Register the per-host implementation of ``phase_id``."""
 
     def register(fn: PhaseImpl) -> PhaseImpl:
+        _check_unique(phase_id, fn)
         HOST_PHASES[phase_id] = fn
         return fn
 
@@ -60,6 +74,7 @@ def cluster_phase_impl(phase_id: str) -> Callable[[ClusterPhaseImpl], ClusterPha
     """Register the implementation of a phase that runs once on the orchestrator."""
 
     def register(fn: ClusterPhaseImpl) -> ClusterPhaseImpl:
+        _check_unique(phase_id, fn)
         CLUSTER_PHASES[phase_id] = fn
         return fn
 

@@ -21,18 +21,18 @@ def _none(c: Cluster) -> list[Host]:
 
 
 READY_PHASE = Phase(
-    "nodes-ready", "New nodes Ready", "local", _none, "the added nodes are Ready at the spec's version"
+    "new-nodes-ready", "New nodes Ready", "local", _none, "the added nodes are Ready at the spec's version"
 )
 
 
-@cluster_phase_impl("nodes-ready")
+@cluster_phase_impl("new-nodes-ready")
 def nodes_ready_phase(session: Session) -> list[PhaseOutcome]:
     started = time.monotonic()
     names = session.memo.get(NEW_NODES)
     assert isinstance(names, list)
     first = session.cluster.control_planes[0].name
     if session.dry_run or not names:
-        return [PhaseOutcome("nodes-ready", first, note="nothing to wait for")]
+        return [PhaseOutcome("new-nodes-ready", first, note="nothing to wait for")]
     access = _kube.admin_access(session)
     version = session.cluster.spec.kubernetes.version
     problem = _kube.wait_for(
@@ -41,4 +41,4 @@ def nodes_ready_phase(session: Session) -> list[PhaseOutcome]:
     if problem:
         raise KubeError(problem)
     seconds = round(time.monotonic() - started, 3)
-    return [PhaseOutcome("nodes-ready", first, seconds=seconds, note="Ready: " + ", ".join(names))]
+    return [PhaseOutcome("new-nodes-ready", first, seconds=seconds, note="Ready: " + ", ".join(names))]
