@@ -110,7 +110,13 @@ def test_capstan_server_serves_on_loopback_with_auth_and_analytics_off_and_stops
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_API")}
     env.pop("PREFECT_SERVER_ANALYTICS_ENABLED", None)  # the command itself must switch analytics off
     env["PREFECT_SERVER_API_AUTH_STRING"] = "capstan:not-a-real-password"  # what the README tells people
-    argv = [sys.executable, "-c", "from capstan.cli_platform import app; app()", "server"]
+    # Ctrl-C as on a terminal: a process inherits an ignored SIGINT from its parent (a background
+    # shell, a test runner's worker), and Python then never raises KeyboardInterrupt.
+    code = (
+        "import signal; signal.signal(signal.SIGINT, signal.default_int_handler); "
+        "from capstan.cli_platform import app; app()"
+    )
+    argv = [sys.executable, "-c", code, "server"]
     proc = subprocess.Popen(
         [*argv, "--port", str(port), "--home", str(home)],
         env=env,
