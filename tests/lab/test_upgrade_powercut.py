@@ -22,11 +22,12 @@ from typing import Any
 
 import pytest
 import yaml
-from test_upgrade import (
+from test_upgrade import (  # capstan_home: the module's own CAPSTAN_HOME (an autouse fixture)
     MIDDLE,
     TO,
     Cluster,
     assert_all_ready_at,
+    capstan_home,  # noqa: F401
     kubelet_reports,
     mirror_entries,
     node_steps,
@@ -39,14 +40,6 @@ from capstan.lab import Lab
 pytestmark = [pytest.mark.lab, pytest.mark.usefixtures("prefect_api")]
 
 CUT_HOSTS = [("cp1", ["control-plane", "etcd"]), ("w1", ["worker"]), ("w2", ["worker"])]
-
-
-@pytest.fixture(autouse=True, scope="module")
-def capstan_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    patch = pytest.MonkeyPatch()
-    patch.setenv("CAPSTAN_HOME", str(tmp_path_factory.mktemp("capstan-home")))
-    yield
-    patch.undo()
 
 
 @pytest.fixture
