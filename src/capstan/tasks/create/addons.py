@@ -74,6 +74,16 @@ def addons_phase(session: Session) -> list[PhaseOutcome]:
     ]
 
 
+def wait_nodes_ready(session: Session, names: list[str], what: str) -> None:
+    """Until every node of ``names`` is Ready at the spec's version; KubeError after the timeout.
+    Shared by create's nodes-ready and scale's new-nodes-ready phases."""
+    access = _kube.admin_access(session)
+    version = session.cluster.spec.kubernetes.version
+    problem = _kube.wait_for(lambda: node_readiness(access, names, version), NODES_READY_TIMEOUT, what)
+    if problem:
+        raise KubeError(problem)
+
+
 @cluster_phase_impl("nodes-ready")
 def nodes_ready_phase(session: Session) -> list[PhaseOutcome]:
     """Never changes anything: waits until every node of the spec is Ready at the spec's version."""
@@ -84,12 +94,6 @@ def nodes_ready_phase(session: Session) -> list[PhaseOutcome]:
     if session.dry_run:
         note = "dry run: not waited for"
     else:
-        access = _kube.admin_access(session)
-        version = cluster.spec.kubernetes.version
-        problem = _kube.wait_for(
-            lambda: node_readiness(access, names, version), NODES_READY_TIMEOUT, "nodes Ready"
-        )
-        if problem:
-            raise KubeError(problem)
+        wait_nodes_ready(session, names, "nodes Ready")
     first = cluster.control_planes[0]
     return [PhaseOutcome("nodes-ready", first.name, 0, 0, round(time.monotonic() - started, 3), note)]

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import time
 
-from capstan.kube import KubeError
 from capstan.plan.phases import Phase
 from capstan.spec.models import Cluster, Host
-from capstan.tasks.create import _kube
-from capstan.tasks.create.addons import NODES_READY_TIMEOUT, node_readiness
+from capstan.tasks.create.addons import wait_nodes_ready
 from capstan.tasks.runner import PhaseOutcome, cluster_phase_impl
 from capstan.tasks.session import Session
 
@@ -33,12 +31,6 @@ def nodes_ready_phase(session: Session) -> list[PhaseOutcome]:
     first = session.cluster.control_planes[0].name
     if session.dry_run or not names:
         return [PhaseOutcome("new-nodes-ready", first, note="nothing to wait for")]
-    access = _kube.admin_access(session)
-    version = session.cluster.spec.kubernetes.version
-    problem = _kube.wait_for(
-        lambda: node_readiness(access, names, version), NODES_READY_TIMEOUT, "new nodes Ready"
-    )
-    if problem:
-        raise KubeError(problem)
+    wait_nodes_ready(session, names, "new nodes Ready")
     seconds = round(time.monotonic() - started, 3)
     return [PhaseOutcome("new-nodes-ready", first, seconds=seconds, note="Ready: " + ", ".join(names))]
