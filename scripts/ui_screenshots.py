@@ -174,6 +174,19 @@ class Browser:
             previous = text
             time.sleep(0.5)
 
+    def wait_loaded(
+        self, expect: list[str], deadline: float, reload_after: float = 60.0
+    ) -> tuple[str, list[str]]:
+        """``wait_text`` after a navigation, reloading the page (as a person would) when it still lacks
+        something after ``reload_after`` seconds. Why: in one CI run (three lab tests beside it) the
+        deployment form showed none of its text for 180 s; the UI does not repeat a first API call or
+        script load that failed, so waiting longer does not help, and a reload does what a person would."""
+        while True:
+            text, missing = self.wait_text(expect, min(deadline, time.monotonic() + reload_after))
+            if not missing or time.monotonic() >= deadline:
+                return text, missing
+            self.call("Page.reload", ignoreCache=True)
+
     def click_tab(self, label: str) -> bool:
         """Click the tab labelled ``label``, as a person would (the page is not scrolled: the screenshot
         shows the top of the page, the run's header and graph, and the start of the tab's content)."""
@@ -185,14 +198,14 @@ class Browser:
         return bool(self.call("Runtime.evaluate", expression=js, returnByValue=True)["result"].get("value"))
 
     def shoot(
-        self, url: str, expect: list[str], png: Path, timeout: float = 180.0, tab: str | None = None
+        self, url: str, expect: list[str], png: Path, timeout: float = 240.0, tab: str | None = None
     ) -> Shot:
         """Open ``url`` (then its tab ``tab``), wait until the page shows every ``expect`` string, capture.
 
         On a timeout the screenshot and text are still written (for the person debugging) before the
         error is raised."""
         self.call("Page.navigate", url=url)
-        text, missing = self.wait_text([tab] if tab else expect, time.monotonic() + timeout)
+        text, missing = self.wait_loaded([tab] if tab else expect, time.monotonic() + timeout)
         if tab and not missing:
             if not self.click_tab(tab):
                 missing = [f"tab {tab}"]
@@ -362,7 +375,7 @@ def parameter_texts(deployment: dict[str, Any]) -> list[str]:
     return texts
 
 
-def deployment_page(browser: Browser, api: Api, full_name: str, out: Path, timeout: float = 180) -> Shot:
+def deployment_page(browser: Browser, api: Api, full_name: str, out: Path, timeout: float = 240) -> Shot:
     dep = api.deployment(full_name)
     flow_name = full_name.partition("/")[0]
     url = f"{api.ui}/deployments/deployment/{dep['id']}/run"
@@ -373,7 +386,7 @@ def deployment_page(browser: Browser, api: Api, full_name: str, out: Path, timeo
 
 
 def flow_run_pages(
-    browser: Browser, api: Api, run_id: str, out: Path, timeout: float = 180, max_tasks: int = 50
+    browser: Browser, api: Api, run_id: str, out: Path, timeout: float = 240, max_tasks: int = 50
 ) -> tuple[Shot, Shot]:
     """The run's Task Runs tab (the first ``max_tasks`` names must show) and its Artifacts tab."""
     run = api("GET", f"/flow_runs/{run_id}")
@@ -396,7 +409,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("docs/ui"))
     parser.add_argument("--deployment", default="create-cluster/default")
     parser.add_argument("--flow-run", help="flow run id (default: newest completed run of that flow)")
-    parser.add_argument("--timeout", type=float, default=180.0, help="seconds each page may take to render")
+    parser.add_argument("--timeout", type=float, default=240.0, help="seconds each page may take to render")
     args = parser.parse_args(argv)
     api = Api(args.api)
     try:

@@ -94,7 +94,9 @@ def _children(pid: int) -> list[int]:
 
 def _get(url: str, auth: str | None = None) -> object:
     headers = {"Authorization": "Basic " + base64.b64encode(auth.encode()).decode()} if auth else {}
-    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=5) as resp:
+    # A long timeout: on a loaded machine (CI, three lab tests beside this one) the first requests
+    # to a just-started server have taken more than 5 s.
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=60) as resp:
         return json.loads(resp.read())
 
 

@@ -17,20 +17,27 @@ deleted when the client is closed); ``ssl`` has no in-memory API for keys.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator, Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx2
 import yaml
-from lightkube import Client
+from lightkube import ApiError, Client
 from lightkube.config import client_adapter
 from lightkube.config.kubeconfig import KubeConfig, SingleConfig
 
 from capstan.errors import CapstanError
 
 DEFAULT_TIMEOUT = 10.0
+READ_RETRY_SECONDS = 60.0
+"""How long a read rides out an API that does not answer: as kubeadm's API call timeout, long enough
+for an etcd leader election after a member died or an apiserver restart behind the load balancer."""
+TRANSIENT_STATUS = frozenset({429, 500, 502, 503, 504})
+
+T = TypeVar("T")
 
 
 class KubeError(CapstanError):
@@ -95,3 +102,38 @@ class ApiAccess:
 
 FIELD_MANAGER = "capstan"
 """The server-side apply field manager of everything capstan applies."""
+
+
+def transient(exc: BaseException) -> bool:
+    """Whether a failed API call may succeed if repeated: no answer at all (connect or read timeout,
+    connection reset) or the server's "not now" (429, 5xx). A 4xx such as 404 or 403 is an answer."""
+    if isinstance(exc, ApiError):
+        return exc.status.code in TRANSIENT_STATUS
+    return isinstance(exc, httpx2.TransportError)
+
+
+def read(
+    access: ApiAccess,
+    fn: Callable[[Client], T],
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+    budget: float = READ_RETRY_SECONDS,
+) -> T:
+    """``fn(client)`` for a read, repeated (fresh client, growing pause) while it fails transiently and
+    ``budget`` seconds have not passed; any other failure, or the last transient one, is raised as is.
+
+    Why: a flow that reads the cluster right after a control plane or etcd member died (remove-node
+    --unreachable, an upgrade after a power cut) meets a few seconds of 503s or timeouts while etcd
+    elects a leader; failing the whole flow on the first of them would be wrong. Only reads: a write
+    that timed out may have happened, so its caller decides."""
+    deadline = time.monotonic() + budget
+    pause = 0.5
+    while True:
+        try:
+            with access.client(timeout=timeout) as client:
+                return fn(client)
+        except (httpx2.HTTPError, ApiError) as exc:
+            if not transient(exc) or time.monotonic() + pause > deadline:
+                raise
+        time.sleep(pause)  # back-off between attempts, not synchronisation
+        pause = min(pause * 2, 5.0)

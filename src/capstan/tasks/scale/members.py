@@ -13,6 +13,7 @@ from lightkube.resources.core_v1 import Node
 
 from capstan.errors import CapstanError, CommandFailed, TransportError
 from capstan.kube import KubeError
+from capstan.kube.access import read
 from capstan.tasks.create import _kube
 from capstan.tasks.etcd.model import etcdctl_argv
 from capstan.tasks.scale.model import EtcdMember, parse_member_list
@@ -25,8 +26,10 @@ def registered_nodes(session: Session) -> set[str]:
     """The names of every Node the API knows (admin credentials read from the first control plane)."""
     access = _kube.admin_access(session)
     try:
-        with access.client(timeout=10.0) as client:
-            return {n.metadata.name for n in client.list(Node) if n.metadata is not None and n.metadata.name}
+        return read(
+            access,
+            lambda c: {n.metadata.name for n in c.list(Node) if n.metadata is not None and n.metadata.name},
+        )
     except (httpx2.HTTPError, ApiError) as exc:
         raise KubeError(f"API {access.server}: cannot list Nodes: {type(exc).__name__}: {exc}") from None
 

@@ -18,6 +18,7 @@ from lightkube import ApiError
 from lightkube.resources.core_v1 import ConfigMap, Node
 
 from capstan.kube import ApiAccess, KubeError, node_view
+from capstan.kube.access import read
 from capstan.tasks.session import Session
 
 STEPS = "upgrade:steps"
@@ -35,8 +36,7 @@ class NodeInfo:
 def read_nodes(access: ApiAccess) -> dict[str, NodeInfo]:
     """Every Node's kubelet version and Ready condition, by name."""
     try:
-        with access.client(timeout=15.0) as client:
-            items = [n.to_dict() for n in client.list(Node)]
+        items = read(access, lambda c: [n.to_dict() for n in c.list(Node)], timeout=15.0)
     except (httpx2.HTTPError, ApiError) as exc:
         raise KubeError(f"API {access.server}: cannot list Nodes: {type(exc).__name__}: {exc}") from None
     out = {}
@@ -49,8 +49,7 @@ def read_nodes(access: ApiAccess) -> dict[str, NodeInfo]:
 def cluster_version(access: ApiAccess) -> str | None:
     """``kubernetesVersion`` of the ClusterConfiguration in kube-system/kubeadm-config (None if absent)."""
     try:
-        with access.client(timeout=15.0) as client:
-            cm = client.get(ConfigMap, "kubeadm-config", namespace="kube-system")
+        cm = read(access, lambda c: c.get(ConfigMap, "kubeadm-config", namespace="kube-system"), timeout=15.0)
     except ApiError as exc:
         if exc.status.code == 404:
             return None
