@@ -6,7 +6,8 @@ For each size: a fresh lab, create (each phase's wall time as the flow saw it, a
 task duration), then a converged re-run; also the number of (phase, host) Prefect task runs, the
 orchestrator's CPU seconds and the whole machine's busy CPU seconds (the difference is the lab's
 hosts: their sshd, systemd emulator, etcd, API server stand-ins; and the Prefect server), and the
-orchestrator's peak RSS during the two runs. SSH round
+orchestrator's peak RSS during the two runs; CPU seconds by kind of process (``proc_cpu``) during
+the create, a few seconds of the converged lab left idle, and the re-run. SSH round
 trips per host are measured by bench/osprep_bench.py. No asserts.
 Runs with Prefect's embedded server, as `capstan create` does; its start-up (a one-off per process, or
 none with a long-running server) is measured first and printed apart. Needs root for the lab.
@@ -19,6 +20,8 @@ import os
 import resource
 import time
 from typing import Any
+
+import proc_cpu
 
 from capstan.prefect_env import apply_defaults
 
@@ -78,7 +81,7 @@ def walls(result: dict[str, Any]) -> str:
     return ", ".join(f"{p} {s:.1f}" for p, s in result.get("phase_seconds", {}).items())
 
 
-def bench(size: int) -> None:
+def bench(size: int, idle: float) -> None:
     from capstan.flows.create import create_cluster
     from capstan.lab import Lab
 
@@ -88,14 +91,19 @@ def bench(size: int) -> None:
     lab = Lab.up(Lab.free_name(f"bc{os.getpid() % 1000}"), topo)
     try:
         reset_peak_rss()
+        procs = proc_cpu.snapshot()
         started, cpu, busy = time.monotonic(), cpu_seconds(), machine_busy_seconds()
         first = create_cluster(spec=str(lab.spec_path))
         total, total_cpu = time.monotonic() - started, cpu_seconds() - cpu
-        total_busy = machine_busy_seconds() - busy
+        total_busy, create_procs = machine_busy_seconds() - busy, proc_cpu.spent(procs, proc_cpu.snapshot())
+        busy, procs = machine_busy_seconds(), proc_cpu.snapshot()
+        time.sleep(idle)  # the converged cluster left alone: what the lab costs by itself
+        idle_busy, idle_procs = machine_busy_seconds() - busy, proc_cpu.spent(procs, proc_cpu.snapshot())
+        procs = proc_cpu.snapshot()
         started, cpu, busy = time.monotonic(), cpu_seconds(), machine_busy_seconds()
         second = create_cluster(spec=str(lab.spec_path))
         rerun, rerun_cpu = time.monotonic() - started, cpu_seconds() - cpu
-        rerun_busy = machine_busy_seconds() - busy
+        rerun_busy, rerun_procs = machine_busy_seconds() - busy, proc_cpu.spent(procs, proc_cpu.snapshot())
         tasks = sum(len(info["phases"]) for info in first["hosts"].values())
         peak = peak_rss_mb()
         phases = ", ".join(f"{p} {s:.1f}" for p, s in phase_times(first).items())
@@ -110,6 +118,10 @@ def bench(size: int) -> None:
         print(f"|   | create per phase (slowest host task, s): {phases} | | | |")
         print(f"|   | re-run per phase (wall, s): {walls(second)} | | | |")
         print(f"|   | re-run per phase (slowest host task, s): {rephases} | | | |", flush=True)
+        print(f"  CPU-s by process kind, create: {proc_cpu.top(create_procs)}")
+        idle_top = proc_cpu.top(idle_procs)
+        print(f"  CPU-s by process kind, {idle:g} s idle (machine {idle_busy:.1f}): {idle_top}")
+        print(f"  CPU-s by process kind, re-run: {proc_cpu.top(rerun_procs)}", flush=True)
     finally:
         lab.down()
 
@@ -117,12 +129,13 @@ def bench(size: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[3, 10, 30])
+    parser.add_argument("--idle", type=float, default=15.0, help="seconds to watch the converged lab idle")
     args = parser.parse_args()
     print(f"embedded Prefect server start-up and a first flow run: {warm_up():.1f} s")
     print("| hosts | create | converged re-run | host-phase tasks | peak RSS |")
     print("|---|---|---|---|---|")
     for size in args.sizes:
-        bench(size)
+        bench(size, args.idle)
 
 
 if __name__ == "__main__":

@@ -124,11 +124,14 @@ containerd github.com/containerd/containerd 1.6.20~ds1 1.6.20~ds1-1+deb12u3
 etcd||enabled
 haproxy|active|enabled
 
-@@capstan@@ files
-0|427f93cafd9cc19be6eec03e590c9c6cdf9f688a5eaf21fa8d72351e2b15fd05|regular file|755|root|root|3
-1|
-2|-|directory|755|root|root|4096
-3|a6b093c9916c6c54e5d634d3689f1a0132e14cce0b8e50ff445da8e85acfbd17|regular file|644|root|root|37
+@@capstan@@ stat
+regular file|755|root|root|3|/etc/hostname
+directory|755|root|root|4096|/etc
+regular file|644|root|root|37|/etc/fstab
+
+@@capstan@@ sums
+427f93cafd9cc19be6eec03e590c9c6cdf9f688a5eaf21fa8d72351e2b15fd05  /etc/hostname
+a6b093c9916c6c54e5d634d3689f1a0132e14cce0b8e50ff445da8e85acfbd17  /etc/fstab
 
 @@capstan@@ content 3
 IyBVTkNPTkZJR1VSRUQgRlNUQUIgRk9SIEJBU0UgU1lTVEVNCg==
@@ -435,6 +438,36 @@ def test_gather_on_this_machine_gives_sane_facts(tmp_path: Path) -> None:
         assert (info_ is not None) == (found is not None), name
         if info_ is not None:
             assert info_.version is None or re.match(r"^\d+\.\d+", info_.version)
+
+
+def test_file_facts_for_odd_names_empty_links_and_big_files_in_one_stat_and_one_sha256sum(
+    tmp_path: Path,
+) -> None:
+    made = {
+        "pipe|in|name": b"a|b\n",
+        "back\\slash": b"backslash\n",
+        "empty": b"",
+        "big": b"x" * (3 << 20),  # past the sum cache's threshold: hashed by sumof, not the batch
+    }
+    for name, data in made.items():
+        (tmp_path / name).write_bytes(data)
+    (tmp_path / "link").symlink_to(tmp_path / "pipe|in|name")
+    paths = [str(tmp_path / n) for n in [*made, "link"]] + [str(tmp_path), str(tmp_path / "absent")]
+    fake = FakeTransport("local").on(
+        lambda text: "@@capstan@@" in text, lambda call: _local_run(str(call.argv))
+    )
+    facts = gather_facts(fake, FactsQuery(files=tuple(paths), binaries=()))
+    for name, data in made.items():
+        info = facts.file(str(tmp_path / name))
+        assert info is not None and info.is_file, name
+        assert (info.sha256, info.size) == (hashlib.sha256(data).hexdigest(), len(data)), name
+    link = facts.file(str(tmp_path / "link"))
+    assert link is not None and link.is_file and link.sha256 == hashlib.sha256(b"a|b\n").hexdigest()
+    folder = facts.file(str(tmp_path))
+    assert folder is not None and folder.is_dir and folder.sha256 is None
+    assert facts.file(str(tmp_path / "absent")) is None
+    script = build_script(FactsQuery(files=tuple(paths), binaries=()))
+    assert script.count("stat -L -c '%F") == 1 and script.count("sha256sum -- ") == 1
 
 
 # `systemctl show -p LoadState -p ActiveState -p UnitFileState -- kubelet nope etcd`, as systemd 252

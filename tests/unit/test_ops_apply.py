@@ -82,7 +82,7 @@ def test_gather_plan_apply_on_many_hosts_one_unreachable() -> None:
     def gathered_output(hostname: str, ip_forward: str) -> str:
         return (
             f"\n@@capstan@@ hostname\n{hostname}\n@@capstan@@ tools\nsystemctl\nsysctl\n"
-            f"@@capstan@@ units\netcd|active|enabled\n@@capstan@@ files\n0|\n"
+            f"@@capstan@@ units\netcd|active|enabled\n@@capstan@@ stat\n"
             f"@@capstan@@ sysctls\n0|1|{ip_forward}\n@@capstan@@ end\n"
         )
 

@@ -194,6 +194,20 @@ def _file_info(fields: list[str]) -> FileInfo:
     return FileInfo(kind=kind, mode=mode, owner=owner, group=group, size=size, sha256=sha)
 
 
+def _sums(lines: list[str]) -> dict[str, str]:
+    """path -> sha256 from ``sha256sum`` lines (``HASH  PATH``; GNU escapes a path holding a backslash
+    by starting the line with one, and writes ``\\`` for each backslash in it)."""
+    out = {}
+    for line in lines:
+        escaped = line.startswith("\\")
+        body = line[1:] if escaped else line
+        digest, sep, path = body[:64], body[64:66], body[66:]
+        if len(digest) != 64 or sep not in ("  ", " *") or not path:
+            continue
+        out[path.replace("\\\\", "\\") if escaped else path] = digest
+    return out
+
+
 def _shown_units(lines: list[str], names: tuple[str, ...]) -> dict[str, UnitState]:
     """Unit states from ``systemctl show -p LoadState -p ActiveState -p UnitFileState U...``.
 
@@ -243,9 +257,11 @@ def parse_facts(output: str, query: FactsQuery, *, host: str) -> HostFacts:
 
     stat_paths = list(dict.fromkeys(query.files + query.contents))
     files: dict[str, FileInfo | None] = dict.fromkeys(stat_paths)
-    for i, fields in _indexed(sec("files")):
-        if i < len(stat_paths) and fields and fields[0]:
-            files[stat_paths[i]] = _file_info(fields)
+    sums = _sums(sec("sums"))
+    for line in sec("stat"):
+        fields = line.split("|", 5)  # kind|mode|owner|group|size|path: only the path may hold a "|"
+        if len(fields) == 6 and fields[5] in files:
+            files[fields[5]] = _file_info([sums.get(fields[5], ""), *fields[:5]])
     binaries: dict[str, BinaryInfo | None] = dict.fromkeys(query.binaries)
     package_db = None
     for name, args, lines in sections:

@@ -7,7 +7,10 @@ script never fails on a missing tool or file: each section degrades to empty out
 
 Per-item lists (files, sysctls, users...) are embedded as shell-quoted words; items that would
 break the line-oriented output (newlines) or that must be plain names are rejected up front.
-Items are reported by index rather than by name, so odd path characters never need parsing.
+Items are reported by index rather than by name, so odd path characters never need parsing; files are
+the exception: all of them go to one ``stat`` and the small ones to one ``sha256sum`` (three processes
+per file cost some 80 ms of CPU per 30 files on the lab machine, the two batched calls 4 ms), which
+report each by the path as given, last on its line, where any character but a newline is unambiguous.
 """
 
 from __future__ import annotations
@@ -219,11 +222,17 @@ def build_script(query: FactsQuery) -> str:
     if stat_paths:
         parts.append(SUM_FUNCTION)
         parts.append(
-            f"s files; i=0; for f in {_words(stat_paths)}; do\n"
-            '  if [ -e "$f" ]; then sum=-\n'
-            '    if [ -f "$f" ] && [ -r "$f" ]; then sum=$(sumof "$f"); fi\n'
-            '    printf \'%s|%s|%s\\n\' "$i" "$sum" "$(stat -L -c \'%F|%a|%U|%G|%s\' -- "$f" 2>/dev/null)"\n'
-            "  else printf '%s|\\n' \"$i\"; fi; i=$((i+1)); done\n"
+            f'set --; for f in {_words(stat_paths)}; do [ -e "$f" ] && set -- "$@" "$f"; done\n'
+            "if [ $# -gt 0 ]; then\n"
+            "  o=$(stat -L -c '%F|%a|%U|%G|%s|%n' -- \"$@\" 2>/dev/null); s stat; printf '%s\\n' \"$o\"\n"
+            "  s sums; set --\n"
+            "  while IFS='|' read -r fk fm fu fg fz fn; do\n"
+            '    case $fk in regular*) [ -r "$fn" ] || continue ;; *) continue ;; esac\n'
+            f'    if [ "$fz" -lt {SUM_CACHE_MIN_SIZE} ]; then set -- "$@" "$fn"\n'
+            '    else printf \'%s  %s\\n\' "$(sumof "$fn")" "$fn"; fi\n'
+            "  done <<CAPSTAN_STAT\n$o\nCAPSTAN_STAT\n"
+            '  [ $# -gt 0 ] && sha256sum -- "$@" 2>/dev/null\n'
+            "fi\n"
         )
     for index, path in enumerate(stat_paths):
         if path in query.contents:
