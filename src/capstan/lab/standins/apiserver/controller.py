@@ -9,7 +9,8 @@ here), a default ServiceAccount per namespace, PodDisruptionBudget status, the w
 conditions (not-ready, unreachable, memory/disk/pid pressure, network-unavailable, and unschedulable
 for a cordoned node) on a faster cadence of their own, since the real one reacts to every Node change
 at once. SIMPLIFICATION: no NoExecute taints and no taint-based eviction. A failing pass is logged and
-retried; the loop never exits on an API error.
+retried; the loop never exits on an API error. With --leader-elect (kubeadm's manifests set it) only
+the holder of the kube-system/kube-controller-manager Lease acts (``common/leader.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from ..common import kubetime
 from ..common.client import ApiError, KubeClient
 from ..common.health import serve_health, serving_context
 from ..common.kubeconfig import KubeconfigError
+from ..common.leader import LeaderElector
 from . import bootstrapsigner, csr
 from .eviction import budget
 from .workloads import Workloads
@@ -236,10 +238,16 @@ def _pdb_status(api: KubeClient) -> None:
             api.patch(path, {"status": numbers})
 
 
-def _every(period: float, steps: list[Callable[[], object]], stop: threading.Event) -> None:
-    """Run ``steps`` in order every ``period`` seconds; a failing step does not stop the others."""
+def _every(
+    period: float,
+    steps: list[Callable[[], object]],
+    stop: threading.Event,
+    leading: Callable[[], bool] = lambda: True,
+) -> None:
+    """Run ``steps`` in order every ``period`` seconds while ``leading()``; a failing step does not
+    stop the others."""
     while not stop.is_set():
-        for step in steps:
+        for step in steps if leading() else []:
             try:
                 step()
             except ApiError as exc:
@@ -254,6 +262,7 @@ def run(
     signer: csr.Signer | None,
     stop: threading.Event,
     controllers: list[str] | None = None,
+    leading: Callable[[], bool] = lambda: True,
 ) -> None:
     enabled = controllers or ["*"]
     nodes, workloads = NodeLifecycle(api, grace), Workloads(api)
@@ -267,9 +276,9 @@ def run(
     if controller_enabled("bootstrapsigner", enabled):
         steps.append(lambda: bootstrapsigner.sync(api))
     threading.Thread(
-        target=_every, args=(TAINT_PERIOD, [nodes.taint_pass], stop), name="node-taints", daemon=True
+        target=_every, args=(TAINT_PERIOD, [nodes.taint_pass], stop, leading), name="node-taints", daemon=True
     ).start()
-    _every(period, steps, stop)
+    _every(period, steps, stop, leading)
 
 
 def main(argv: list[str], version: str) -> int:
@@ -318,6 +327,10 @@ def main(argv: list[str], version: str) -> int:
         os.getpid(),
         health.server_address[1],
     )
-    run(api, grace, max(period, 0.2), signer, stop, f.get_list("controllers"))
+    elector = LeaderElector(api, "kube-controller-manager") if f.get_bool("leader-elect") else None
+    leading = elector.leading if elector else (lambda: True)
+    run(api, grace, max(period, 0.2), signer, stop, f.get_list("controllers"), leading)
+    if elector:
+        elector.release()
     health.shutdown()
     return 0

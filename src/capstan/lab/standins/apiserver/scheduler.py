@@ -5,7 +5,8 @@ nodes as ``scheduling.py`` says (schedulable unless tolerated, taints incl. the 
 ones, nodeSelector, required node affinity) and binds each pod to the least-loaded node through the
 pods/binding subresource, as the real scheduler does. SIMPLIFICATION: there is no container runtime
 behind the lab's kubelets, so the scheduler then marks the pod Running itself (pods "run" by status
-only), Ready when its node is Ready.
+only), Ready when its node is Ready. With --leader-elect (kubeadm's manifests set it) only the holder
+of the kube-system/kube-scheduler Lease schedules (``common/leader.py``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from ..common import kubetime
 from ..common.client import ApiError, KubeClient
 from ..common.health import serve_health, serving_context
 from ..common.kubeconfig import KubeconfigError
+from ..common.leader import LeaderElector
 from .scheduling import why_not
 
 log = logging.getLogger("kube-scheduler")
@@ -190,11 +192,15 @@ def main(argv: list[str], version: str) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     log.info("kube-scheduler stand-in v%s, health on :%d", version, health.server_address[1])
+    elector = LeaderElector(api, "kube-scheduler") if f.get_bool("leader-elect") else None
     while not stop.is_set():
         try:
-            schedule_once(api)
+            if elector is None or elector.leading():
+                schedule_once(api)
         except ApiError as exc:
             log.warning("scheduling pass failed (retrying): %s", exc)
         stop.wait(1.0)
+    if elector:
+        elector.release()
     health.shutdown()
     return 0
