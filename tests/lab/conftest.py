@@ -3,6 +3,8 @@
 ``lab``: a lab shared by the tests of one module, always torn down. A module picks its topology with a
 module-level ``LAB_HOSTS`` (a count, or (name, roles) pairs; default 3 hosts = cp1..cp3).
 ``lab_factory``: make extra labs inside a test; every one is torn down at the end of the test.
+``capstan_home`` (autouse, per module): CAPSTAN_HOME is a temporary directory, so the admin kubeconfigs
+the report phase writes and known_hosts files never land in the real ~/.capstan.
 Tests marked ``@pytest.mark.lab`` are skipped, with the reason, when this machine cannot run a lab.
 """
 
@@ -44,6 +46,14 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.get_closest_marker("lab") is not None:
             item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(autouse=True, scope="module")
+def capstan_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    patch = pytest.MonkeyPatch()
+    patch.setenv("CAPSTAN_HOME", str(tmp_path_factory.mktemp("capstan-home")))
+    yield
+    patch.undo()
 
 
 def _name(tag: str) -> str:

@@ -62,15 +62,6 @@ def up(name: str, hosts: Any) -> Lab:
     return Lab.up(Lab.free_name(f"t{os.getpid()}{name}"), hosts, mirror_entries=standin_entries())
 
 
-@pytest.fixture(autouse=True, scope="module")
-def capstan_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The report phase's local admin kubeconfigs go to a temporary home, not ~/.capstan."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("CAPSTAN_HOME", str(tmp_path_factory.mktemp("capstan-home")))
-    yield
-    patch.undo()
-
-
 @pytest.fixture(scope="class")
 def ha_lab() -> Iterator[Lab]:
     lab = up("ha", HA)

@@ -51,14 +51,6 @@ HAPROXY = "/etc/kube-lb/haproxy.cfg"
 SECRETS = "/etc/kubernetes/capstan/cluster-secrets.json"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def capstan_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    patch = pytest.MonkeyPatch()
-    patch.setenv("CAPSTAN_HOME", str(tmp_path_factory.mktemp("capstan-home")))
-    yield
-    patch.undo()
-
-
 @dataclass(frozen=True)
 class Made:
     lab: Lab

@@ -39,15 +39,6 @@ MUST_BE_GONE = (
 )  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def capstan_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    """The report phase's local admin kubeconfigs go to a temporary home, not ~/.capstan."""
-    patch = pytest.MonkeyPatch()
-    patch.setenv("CAPSTAN_HOME", str(tmp_path_factory.mktemp("capstan-home")))
-    yield
-    patch.undo()
-
-
 @pytest.fixture(scope="module")
 def cluster(prefect_api: None) -> Iterator[Lab]:
     from capstan.flows.create import create_cluster

@@ -32,14 +32,6 @@ HOSTS = [("cp1", ["control-plane", "etcd"]), ("w1", ["worker"]), ("e2", ["etcd"]
 MANIFEST = "/etc/kubernetes/manifests/kube-apiserver.yaml"
 
 
-@pytest.fixture(autouse=True, scope="module")
-def capstan_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    patch = pytest.MonkeyPatch()
-    patch.setenv("CAPSTAN_HOME", str(tmp_path_factory.mktemp("capstan-home")))
-    yield
-    patch.undo()
-
-
 @pytest.fixture
 def lab() -> Iterator[Lab]:
     made = Lab.up(Lab.free_name(f"t{os.getpid()}se"), HOSTS, mirror_entries=standin_entries())

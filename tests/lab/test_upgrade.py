@@ -108,14 +108,6 @@ def mirror_entries() -> list[MirrorEntry]:
 
 
 @pytest.fixture(autouse=True, scope="module")
-def capstan_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
-    patch = pytest.MonkeyPatch()
-    patch.setenv("CAPSTAN_HOME", str(tmp_path_factory.mktemp("capstan-home")))
-    yield
-    patch.undo()
-
-
-@pytest.fixture(autouse=True, scope="module")
 def etcd_pin_bump() -> Iterator[None]:
     """1.36.3 and 1.36.4 pin etcd 3.6.15 (1.35.8 keeps 3.6.14) while this module runs."""
     table = _table.load()

@@ -22,12 +22,11 @@ from typing import Any
 
 import pytest
 import yaml
-from test_upgrade import (  # capstan_home: the module's own CAPSTAN_HOME (an autouse fixture)
+from test_upgrade import (
     MIDDLE,
     TO,
     Cluster,
     assert_all_ready_at,
-    capstan_home,  # noqa: F401
     kubelet_reports,
     mirror_entries,
     node_steps,
