@@ -304,3 +304,53 @@ def test_post_check_names_a_file_that_is_not_in_place_or_has_the_wrong_sum() -> 
             c.host("w1"),
             {"/usr/local/bin/ctr": None, "/opt/x": None, "/usr/local/bin/runc": b},
         )
+
+
+def test_pull_scripts_record_the_sum_they_checked_for_the_post_check(tmp_path: Path) -> None:
+    """Run both pull scripts for real with big files: each leaves its checked sum in the host's cache,
+    so ``sumof`` (the post-check, the next run's facts) answers it from the record (a planted sum
+    under the same signature is believed, so the file is not read again)."""
+    import grp
+    import os
+    import pwd
+    import subprocess
+
+    from capstan.facts.query import SUM_FUNCTION
+    from capstan.ops import archive_members, binary
+
+    big = os.urandom(1_500_000)
+    (tmp_path / "a.tgz").write_bytes(tgz({"bin/ctr": big, "bin/small": b"s"}))
+    (tmp_path / "runc").write_bytes(big[::-1])
+    dest = tmp_path / "bin"
+    dest.mkdir()
+    installs = [Install("containerd", str(dest / n), f"bin/{n}") for n in ("ctr", "small")]
+    facts = SimHost().facts(artifacts_query([*installs, Install("runc", str(dest / "runc"), None)]))
+    ops = [
+        archive_members(
+            facts, [("bin/ctr", str(dest / "ctr")), ("bin/small", str(dest / "small"))],
+            archive_sha256=sha((tmp_path / "a.tgz").read_bytes()), url=f"file://{tmp_path}/a.tgz",
+        ),
+        binary(facts, str(dest / "runc"), sha256=sha(big[::-1]), url=f"file://{tmp_path}/runc"),
+    ]  # fmt: skip
+    state = tmp_path / "state"
+    state.mkdir()
+    env = {**os.environ, "TMPDIR": str(tmp_path), "CAPSTAN_SUM_CACHE": str(state / "sums")}
+    me, group = pwd.getpwuid(os.getuid()).pw_name, grp.getgrgid(os.getgid()).gr_name
+    for op in ops:
+        [step] = op.steps
+        assert isinstance(step, Command) and not isinstance(step.argv, str)
+        argv = [w.replace("/var/lib/capstan/artifacts", str(tmp_path / "stamps")) for w in step.argv]
+        owner = argv.index("root")  # owner, then group: run as whoever runs the tests
+        argv[owner : owner + 2] = [me, group]
+        res = subprocess.run(argv, capture_output=True, text=True, env=env)
+        assert res.returncode == 0, res.stderr
+
+    entries = {p.name: p.read_text().splitlines() for p in (state / "sums").iterdir()}
+    assert sorted(entries) == sorted(str(dest / n).replace("/", "_") for n in ("ctr", "runc"))  # big only
+    assert entries[str(dest / "ctr").replace("/", "_")][1] == sha(big)
+    assert entries[str(dest / "runc").replace("/", "_")][1] == sha(big[::-1])
+    rec = state / "sums" / str(dest / "ctr").replace("/", "_")
+    rec.write_text(f"{rec.read_text().splitlines()[0]}\n{'e' * 64}\n")
+    script = SUM_FUNCTION + 'sumof "$1"'
+    res = subprocess.run(["sh", "-c", script, "x", f"{dest}/ctr"], capture_output=True, text=True, env=env)
+    assert res.stdout.strip() == "e" * 64

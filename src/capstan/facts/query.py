@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from capstan.errors import CapstanError
+from capstan.facts.hashing import SUM_CACHE_DIR, SUM_CACHE_MIN_SIZE, SUM_FUNCTION
 
 __all__ = [
     "BINARY_VERSION_COMMANDS",
@@ -153,46 +154,6 @@ s modules-builtin; cat "/lib/modules/$(uname -r)/modules.builtin" 2>/dev/null
 [ -e /proc/sys/net/bridge/bridge-nf-call-iptables ] && echo br_netfilter
 s sysfs-modules; ls /sys/module 2>/dev/null
 s time; date +%s
-"""
-
-
-SUM_CACHE_DIR = "/var/lib/capstan/sums"
-SUM_CACHE_MIN_SIZE = 1 << 20
-"""Files this large get their sha256 cached on the host, keyed by a full stat signature."""
-
-SUM_FUNCTION = (
-    r"""sumof() {
-  C=${CAPSTAN_SUM_CACHE:-"""
-    + SUM_CACHE_DIR
-    + r"""}
-  sz=$(stat -L -c %s -- "$1" 2>/dev/null || echo 0)
-  if [ "$sz" -lt """
-    + str(SUM_CACHE_MIN_SIZE)
-    + r""" ] || [ ! -d "${C%/*}" ]; then sha256sum < "$1" | cut -d" " -f1; return; fi
-  k=$C/$(printf %s "$1" | tr / _)
-  sig=$(stat -L -c '%d|%i|%s|%y|%z' -- "$1" 2>/dev/null)
-  if [ -r "$k" ]; then
-    { IFS= read -r csig; IFS= read -r csum; } < "$k"
-    if [ "$csig" = "$sig" ] && [ ${#csum} -eq 64 ]; then echo "$csum"; return; fi
-  fi
-  v=$(sha256sum < "$1" | cut -d" " -f1)
-  if mkdir -p "$C" 2>/dev/null && printf '%s\n%s\n' "$sig" "$v" > "$k.$$" 2>/dev/null
-  then mv -f "$k.$$" "$k"; else rm -f "$k.$$" 2>/dev/null; fi
-  echo "$v"
-}
-"""
-)
-"""``sumof FILE`` prints FILE's sha256, hashing big files only when they changed since last time.
-
-Why: a converged run asks for the sum of every installed binary (some 200 MB per host) only to learn
-that nothing changed; hashing that on every run made the artifacts phase the slowest of a re-run. The
-cache entry holds the file's stat signature (device, inode, size, mtime and ctime, both to the
-nanosecond) and the sum it had then; any write, rename over or chmod changes the ctime, which no
-user can set back, so a matching signature means the same bytes. A signature is taken before hashing,
-so a file changed during the hash gets a stale signature and is hashed again next time. Small files
-are always hashed (cheaper than the lookup). Entries are written only where /var/lib/capstan exists
-already (a host capstan has installed to): gathering facts on a fresh host writes nothing.
-``CAPSTAN_SUM_CACHE`` moves the cache (for tests of the function itself).
 """
 
 

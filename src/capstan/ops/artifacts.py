@@ -8,6 +8,10 @@ target directory, so a running service never sees half a binary.
 Nothing is downloaded when the installed file already has the wanted sha256. For a member of a
 tar.gz whose own sum is not pinned (upstreams often publish only the archive's), a stamp file
 under ``STAMP_DIR`` records which archive the installed file came from and the sum it had.
+
+The scripts hash with ``hashof`` and record the sum they checked in the host's sum cache
+(``capstan.facts.hashing``) once the file is in place, so neither the post-check nor the next run's
+facts read the new binary again to learn its sum.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import io
 import tarfile
 
 from capstan.errors import ArtifactError
+from capstan.facts.hashing import SUM_FUNCTION
 from capstan.facts.model import HostFacts
 from capstan.facts.query import FactsQuery
 from capstan.ops.base import Command, Op, PutFile, Step, script
@@ -27,18 +32,22 @@ __all__ = ["STAMP_DIR", "archive_member", "archive_members", "artifact_query", "
 STAMP_DIR = "/var/lib/capstan/artifacts"
 _TIMEOUT = 600.0
 
-_FETCH = r"""set -eu
+_FETCH = (
+    SUM_FUNCTION
+    + r"""set -eu
 url=$1 sum=$2 dest=$3
 tmp=$(mktemp "$dest.capstan-XXXXXX")
 trap 'rm -f "$tmp"' EXIT
 curl -fsSL --retry 3 --connect-timeout 10 -o "$tmp" "$url"
-got=$(sha256sum < "$tmp" | cut -d' ' -f1)
+got=$(hashof "$tmp")
 [ "$got" = "$sum" ] || { echo "sha256 mismatch for $url: expected $sum, got $got" >&2; exit 1; }
 """
+)
 
 _FINISH = r"""chmod "$4" "$out"
 if [ -n "$5" ] && [ -n "$6" ]; then chown "$5:$6" "$out"; elif [ -n "$5" ]; then chown "$5" "$out"; fi
 mv -f "$out" "$dest"
+sumkeep "$dest" "$got"
 """
 
 _PULL_BINARY = _FETCH + "out=$tmp\n" + _FINISH + "trap - EXIT\n"
@@ -49,7 +58,7 @@ _PULL_MEMBER = (
 out=$(mktemp "$dest.capstan-XXXXXX")
 trap 'rm -f "$tmp" "$out"' EXIT
 tar -xzf "$tmp" -O "$member" > "$out"
-got=$(sha256sum < "$out" | cut -d' ' -f1)
+got=$(hashof "$out")
 [ -z "$msum" ] || [ "$got" = "$msum" ] || { echo "sha256 mismatch for $member in $url" >&2; exit 1; }
 """
     + _FINISH
@@ -62,14 +71,16 @@ printf '%s %s %s\n' "$sum" "$member" "$got" > "$stamp"
 # Several members of one archive: one download, one sum check, one tar pass; then each member is
 # installed and stamped exactly as _PULL_MEMBER does. Arguments: url sum mode owner group, then
 # "member dest stamp member-sum" per member (member-sum may be empty).
-_PULL_MEMBERS = r"""set -eu
+_PULL_MEMBERS = (
+    SUM_FUNCTION
+    + r"""set -eu
 url=$1 sum=$2 mode=$3 owner=$4 group=$5
 shift 5
 work=$(mktemp -d "${TMPDIR:-/var/tmp}/capstan-XXXXXX")
 out=
 trap 'rm -rf "$work"; [ -z "$out" ] || rm -f "$out"' EXIT
 curl -fsSL --retry 3 --connect-timeout 10 -o "$work/archive" "$url"
-got=$(sha256sum < "$work/archive" | cut -d' ' -f1)
+got=$(hashof "$work/archive")
 [ "$got" = "$sum" ] || { echo "sha256 mismatch for $url: expected $sum, got $got" >&2; exit 1; }
 i=0
 for a in "$@"; do [ $((i % 4)) -eq 0 ] && printf '%s\n' "$a"; i=$((i + 1)); done > "$work/members"
@@ -81,17 +92,19 @@ while [ $# -ge 4 ]; do
   [ -f "$work/x/$member" ] || { echo "$member is not a file in $url" >&2; exit 1; }
   out=$(mktemp "$dest.capstan-XXXXXX")
   cat "$work/x/$member" > "$out"
-  got=$(sha256sum < "$out" | cut -d' ' -f1)
+  got=$(hashof "$out")
   [ -z "$msum" ] || [ "$got" = "$msum" ] || { echo "sha256 mismatch for $member in $url" >&2; exit 1; }
   chmod "$mode" "$out"
   if [ -n "$owner" ] && [ -n "$group" ]; then chown "$owner:$group" "$out"
   elif [ -n "$owner" ]; then chown "$owner" "$out"; fi
   mv -f "$out" "$dest"
   out=
+  sumkeep "$dest" "$got"
   mkdir -p "$(dirname "$stamp")"
   printf '%s %s %s\n' "$sum" "$member" "$got" > "$stamp"
 done
 """
+)
 
 
 def stamp_path(dest: str) -> str:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from capstan.errors import ArtifactError, CommandFailed, PlanError
 from capstan.facts import FactsQuery, HostFacts, gather_facts
-from capstan.facts.query import SUM_FUNCTION
+from capstan.facts.hashing import SUM_FUNCTION
 from capstan.ops import Command, Op, OpResult, apply, archive_member, archive_members, binary, stamp_path
 from capstan.spec.models import Cluster, Host
 from capstan.tasks.create._common import PostCheckFailed, outcome, parents_op, tail
@@ -237,9 +237,10 @@ def verify_in_place(session: Session, host: Host, wanted: dict[str, str | None])
     """Post-check: every installed file is there, a regular file, 0755 and root's, with its sum.
 
     ``wanted`` maps each installed path to its pinned sha256 (None for an archive member whose own sum
-    is not pinned; its archive's sum was checked before extracting). Hashing here once more costs a
-    read of what was just written, and it records the sum in the host's cache (see
-    ``capstan.facts.query.SUM_FUNCTION``), so the next run's facts only stat these files.
+    is not pinned; its archive's sum was checked before extracting). A pull install recorded the sum
+    it checked in the host's sum cache under the file's stat signature (``capstan.facts.hashing``), so
+    a file still as the install left it is not read again; a pushed file, or one changed since, is
+    hashed here and recorded, so the next run's facts only stat these files.
     """
     dests = list(wanted)
     res = session.transport(host.name).run(["sh", "-c", _VERIFY, "verify", *dests], sudo=True, check=False)
