@@ -84,6 +84,6 @@ def test_session_builds_fabric_transports_from_the_in_memory_key(tmp_path: Path)
     doc = yaml.safe_load((EXAMPLES / "single.yaml").read_text())
     doc["spec"]["ssh"] = {"knownHostsPath": str(tmp_path / "known_hosts"), "keyPath": "/nonexistent/key"}
     session = Session("run", parse_spec(doc), private_key=PrivateKey(pem.decode()))
-    transport = session.transport("node1")  # builds, does not connect
+    transport = session.reader("node1")  # builds, does not connect
     assert isinstance(transport, FabricTransport)
     assert transport._pkey is not None and transport._pkey.get_name() == "ssh-ed25519"

@@ -71,7 +71,14 @@ def run_create(
         raise CapstanError(f"--until: unknown phase {until!r} (phases: {', '.join(ids)})")
     with cluster_lock(cluster.name):
         session = register(
-            Session(_run_key(), cluster, factory=factory, dry_run=dry_run, private_key=source.private_key)
+            Session(
+                _run_key(),
+                cluster,
+                factory=factory,
+                dry_run=dry_run,
+                private_key=source.private_key,
+                phases=tuple(CREATE_PHASES),
+            )
         )
         outcomes: list[PhaseOutcome] = []
         walls: dict[str, float] = {}

@@ -114,7 +114,9 @@ def run_scale(
             for line in describe(plan):
                 print(line)
             if plan.new_hosts or plan.etcd_servers:
-                for phase in scale_phases(cluster, plan, (ETCD_ADD_PHASE, ETCD_SERVERS_PHASE)):
+                phases = scale_phases(cluster, plan, (ETCD_ADD_PHASE, ETCD_SERVERS_PHASE))
+                session.phases = tuple(phases)  # a gather also asks what later phases will
+                for phase in phases:
                     if phase.id in JOINS and not any(o.phase == TOKEN_PHASE.id for o in outcomes):
                         outcomes += run_phase(TOKEN_PHASE, session)
                     outcomes += run_phase(phase, session)

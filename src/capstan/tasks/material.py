@@ -40,7 +40,7 @@ def read_files(session: Session, host: str, paths: tuple[str, ...]) -> dict[str,
     if not paths:
         return {}
     script = 'for f in "$@"; do if [ -f "$f" ]; then printf "%s\\n" "$f"; base64 -w0 "$f"; echo; fi; done'
-    out = session.transport(host).run(["sh", "-c", script, "capstan", *paths], sudo=True).stdout
+    out = session.reader(host).run(["sh", "-c", script, "capstan", *paths], sudo=True).stdout
     lines = out.splitlines()
     return {lines[i]: base64.b64decode(lines[i + 1]) for i in range(0, len(lines) - 1, 2)}
 
@@ -105,7 +105,7 @@ def _load_or_create_secrets(session: Session) -> Secrets:
             return Secrets(**data)
         except (ValueError, TypeError) as exc:
             raise CapstanError(f"{first}: {SECRETS_PATH} is unreadable ({type(exc).__name__})") from None
-    existing = session.transport(first).run(["test", "-e", EXISTING_CLUSTER_MARK], sudo=True, check=False)
+    existing = session.reader(first).run(["test", "-e", EXISTING_CLUSTER_MARK], sudo=True, check=False)
     if existing.exit_code == 0:
         raise CapstanError(
             f"{first}: {SECRETS_PATH} is missing but {EXISTING_CLUSTER_MARK} exists: this cluster "

@@ -9,17 +9,19 @@ here is an authority, the cluster is (the CA and secrets are re-read from the fi
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from capstan.errors import CapstanError
-from capstan.remote.base import Transport
+from capstan.remote.base import Argv, Result, Transport
 from capstan.spec.models import Cluster, Host
 
 if TYPE_CHECKING:
+    from capstan.facts import FactsQuery, HostFacts
+    from capstan.plan.phases import Phase
     from capstan.remote.fabric import FabricTransport
 
 TransportFactory = Callable[[Cluster, Host], Transport]
@@ -82,6 +84,65 @@ def fabric_transport(
     )
 
 
+class Tracked:
+    """A host's transport that counts what is sent to it: the generation of the host's facts.
+
+    Every ``run`` and ``put`` may change the host, so each one moves the host's generation on before
+    it starts (a command cut off half-way still counts); ``get`` only reads. Facts gathered at one
+    generation are reused only while the generation holds (``capstan.tasks.hostfacts``). Commands
+    known to change nothing go through ``Session.reader`` instead, so probes keep the facts valid.
+    """
+
+    def __init__(self, inner: Transport, moved: Callable[[], None]) -> None:
+        self.inner = inner
+        self._moved = moved
+
+    @property
+    def host(self) -> str:
+        return self.inner.host
+
+    def run(
+        self,
+        argv: Argv,
+        *,
+        sudo: bool = False,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        stdin: bytes | None = None,
+        check: bool = True,
+    ) -> Result:
+        self._moved()
+        return self.inner.run(argv, sudo=sudo, timeout=timeout, env=env, stdin=stdin, check=check)
+
+    def put(
+        self,
+        path: str,
+        data: bytes,
+        *,
+        mode: int = 0o644,
+        owner: str | None = None,
+        group: str | None = None,
+        sudo: bool = False,
+    ) -> None:
+        self._moved()
+        self.inner.put(path, data, mode=mode, owner=owner, group=group, sudo=sudo)
+
+    def get(self, path: str, *, sudo: bool = False) -> bytes:
+        return self.inner.get(path, sudo=sudo)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+@dataclass(frozen=True)
+class CachedFacts:
+    """Facts of one host as gathered at one generation of it (see ``Tracked``)."""
+
+    generation: int
+    query: FactsQuery
+    facts: HostFacts
+
+
 @dataclass
 class Session:
     """Per-run state shared by the tasks of one flow run (in one process)."""
@@ -96,6 +157,11 @@ class Session:
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _named_locks: dict[str, threading.Lock] = field(default_factory=dict)
     memo: dict[str, object] = field(default_factory=dict)
+    # The flow's phases in order, so a gather can also fetch what later phases will ask (hostfacts).
+    phases: tuple[Phase, ...] = ()
+    _tracked: dict[str, Tracked] = field(default_factory=dict)
+    _generations: dict[str, int] = field(default_factory=dict)
+    facts_cache: dict[str, CachedFacts] = field(default_factory=dict)
 
     def host(self, name: str) -> Host:
         try:
@@ -104,12 +170,34 @@ class Session:
             raise CapstanError(f"{name}: not a host of cluster {self.cluster.name}") from None
 
     def transport(self, name: str) -> Transport:
+        """The host's connection; each command sent through it counts as a possible change."""
         with self._lock:
-            t = self._transports.get(name)
-            if t is None:
-                t = self._new_transport(self.host(name))
-                self._transports[name] = t
-            return t
+            tracked = self._tracked.get(name)
+            if tracked is None:
+                tracked = Tracked(self._raw(name), lambda: self._move(name))
+                self._tracked[name] = tracked
+            return tracked
+
+    def reader(self, name: str) -> Transport:
+        """The same connection for commands that change nothing on the host (probes, reads, gathers)."""
+        with self._lock:
+            return self._raw(name)
+
+    def generation(self, name: str) -> int:
+        """How many possibly-changing commands were sent to ``name`` in this run so far."""
+        with self._lock:
+            return self._generations.get(name, 0)
+
+    def _move(self, name: str) -> None:
+        with self._lock:
+            self._generations[name] = self._generations.get(name, 0) + 1
+
+    def _raw(self, name: str) -> Transport:
+        t = self._transports.get(name)
+        if t is None:
+            t = self._new_transport(self.host(name))
+            self._transports[name] = t
+        return t
 
     def _new_transport(self, host: Host) -> Transport:
         key = self.private_key
@@ -136,6 +224,7 @@ class Session:
         with self._lock:
             transports = list(self._transports.values())
             self._transports.clear()
+            self._tracked.clear()
         for t in transports:
             t.close()
 

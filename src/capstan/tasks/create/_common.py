@@ -23,10 +23,11 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import TypeVar
 
 from capstan.errors import CapstanError
-from capstan.facts import FactsQuery, HostFacts, gather_facts
+from capstan.facts import FactsQuery, HostFacts
 from capstan.ops import Command, Op, OpResult, apply
 from capstan.ops.files import file
 from capstan.spec.models import Host
+from capstan.tasks.hostfacts import facts_for, fresh_facts
 from capstan.tasks.runner import PhaseOutcome
 from capstan.tasks.session import Session
 
@@ -124,7 +125,7 @@ def check_converged(
     """
     deadline = time.monotonic() + settle
     while True:
-        facts = gather_facts(session.transport(host.name), query)
+        facts = fresh_facts(session, host, query, phase=phase)
         left = [op.description for op in plan(facts) if op.changed]
         if not left:
             return facts
@@ -141,11 +142,11 @@ def converge(
     """Pre-check (facts), action (only the steps still needed), post-check (re-plan finds nothing).
 
     Returns what was done and the freshest facts. The post-check costs a round trip only when something
-    changed: a converged host was already checked by the pre-check.
+    changed: a converged host was already checked by the pre-check. The pre-check's facts may come from
+    an earlier phase's gather (``capstan.tasks.hostfacts``); the post-check's never do.
     """
-    t = session.transport(host.name)
-    facts = gather_facts(t, query)
-    result = apply(t, plan(facts), dry_run=session.dry_run)
+    facts = facts_for(session, host, query, phase=phase)
+    result = apply(session.transport(host.name), plan(facts), dry_run=session.dry_run)
     if result.changed and not session.dry_run:
         facts = check_converged(session, host, query, plan, phase)
     return result, facts

@@ -15,7 +15,6 @@ from lightkube import ApiError
 from lightkube.resources.core_v1 import ConfigMap, Node
 
 from capstan.errors import CommandFailed
-from capstan.facts.gather import gather_facts
 from capstan.facts.model import HostFacts
 from capstan.facts.query import FactsQuery
 from capstan.kube import ApiAccess, KubeError, parse_kubeconfig, poll_until, readyz_problem
@@ -32,6 +31,7 @@ from capstan.tasks.create._kubeadm import (
     kube_files,
 )
 from capstan.tasks.create.report import ADMIN_CONF, reachable_server
+from capstan.tasks.hostfacts import facts_for, phase_query
 from capstan.tasks.material import rendered
 from capstan.tasks.session import Session
 
@@ -149,8 +149,13 @@ def node_query(session: Session, host: Host) -> FactsQuery:
     )
 
 
-def node_facts(session: Session, host: Host) -> HostFacts:
-    return gather_facts(session.transport(host.name), node_query(session, host))
+def node_facts(session: Session, host: Host, phase: str | None = None) -> HostFacts:
+    """The node's facts (from an earlier phase's gather while the host is unchanged since)."""
+    return facts_for(session, host, node_query(session, host), phase=phase)
+
+
+for _phase in ("cp-init", "cp-join", "worker-join"):
+    phase_query(_phase)(node_query)
 
 
 def state_from_facts(facts: HostFacts) -> NodeState:

@@ -36,6 +36,7 @@ from capstan.tasks.create._common import (
     sha256_hex,
     wait_for,
 )
+from capstan.tasks.hostfacts import phase_query
 from capstan.tasks.runner import PhaseOutcome, host_phase_impl
 from capstan.tasks.session import Session
 
@@ -109,6 +110,12 @@ def listening(facts: HostFacts, port: int) -> bool:
     return any(x.port == port and x.address in ("127.0.0.1", "0.0.0.0") for x in facts.listeners)
 
 
+@phase_query("api-lb")
+def _query(session: Session, host: Host) -> FactsQuery:
+    b = balancer(session.cluster)
+    return lb_query(b, lb_files(b, material.rendered(session, host.name)))
+
+
 @host_phase_impl("api-lb")
 def apilb_phase(session: Session, host: Host) -> PhaseOutcome:
     c = session.cluster
@@ -126,7 +133,7 @@ def apilb_phase(session: Session, host: Host) -> PhaseOutcome:
             raise PostCheckFailed(f"{host.name}: {b.unit} is not active after the change")
         return outcome("api-lb", host, [result], note="keepalived active")
     port = c.spec.control_plane_endpoint.local_lb_port
-    t = session.transport(host.name)
+    t = session.reader(host.name)  # a fresh look each time, and one that changes nothing
 
     def probe() -> bool | None:
         return True if listening(gather_facts(t, FactsQuery(binaries=())), port) else None

@@ -35,11 +35,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from capstan.errors import ArtifactError, CommandFailed, PlanError
-from capstan.facts import FactsQuery, HostFacts, gather_facts
+from capstan.facts import FactsQuery, HostFacts
 from capstan.facts.hashing import SUM_FUNCTION
 from capstan.ops import Command, Op, OpResult, apply, archive_member, archive_members, binary, stamp_path
 from capstan.spec.models import Cluster, Host
 from capstan.tasks.create._common import PostCheckFailed, outcome, parents_op, tail
+from capstan.tasks.hostfacts import facts_for, phase_query
 from capstan.tasks.runner import PhaseOutcome, host_phase_impl
 from capstan.tasks.session import Session
 from capstan.versions import Artifact, artifacts_for, default_kubernetes_version
@@ -243,7 +244,7 @@ def verify_in_place(session: Session, host: Host, wanted: dict[str, str | None])
     hashed here and recorded, so the next run's facts only stat these files.
     """
     dests = list(wanted)
-    res = session.transport(host.name).run(["sh", "-c", _VERIFY, "verify", *dests], sudo=True, check=False)
+    res = session.reader(host.name).run(["sh", "-c", _VERIFY, "verify", *dests], sudo=True, check=False)
     seen: dict[str, tuple[str, str]] = {}
     for line in res.stdout.splitlines():
         path, _, rest = line.partition("|")
@@ -267,12 +268,16 @@ def _check_tools(facts: HostFacts, host: Host) -> None:
         )
 
 
+@phase_query("artifacts")
+def _query(session: Session, host: Host) -> FactsQuery:
+    return artifacts_query(installs_for(session.cluster, host))
+
+
 @host_phase_impl("artifacts")
 def artifacts_phase(session: Session, host: Host) -> PhaseOutcome:
     c = session.cluster
     t = session.transport(host.name)
-    query = artifacts_query(installs_for(c, host))
-    facts = gather_facts(t, query)
+    facts = facts_for(session, host, _query(session, host), phase="artifacts")
     arts = pinned(c, facts.arch)
     installs = installs_for(c, host, etcd_top(arts["etcd"]))
     by_artifact: dict[str, list[Install]] = {}

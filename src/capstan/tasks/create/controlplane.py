@@ -56,7 +56,7 @@ def _outcome(
 
 @host_phase_impl("cp-init")
 def cp_init_phase(session: Session, host: Host) -> PhaseOutcome:
-    facts = _kube.node_facts(session, host)
+    facts = _kube.node_facts(session, host, "cp-init")
     files = _kube.converge_node_files(session, host, facts)
     state = _kube.state_from_facts(facts)
     if session.dry_run:
@@ -91,7 +91,7 @@ def cp_init_phase(session: Session, host: Host) -> PhaseOutcome:
 def join_phase(session: Session, host: Host, phase: str) -> PhaseOutcome:
     """``kubeadm join`` guarded by facts and the API (shared by cp-join and worker-join)."""
     control_plane = host.has("control-plane")
-    facts = _kube.node_facts(session, host)
+    facts = _kube.node_facts(session, host, phase)
     files = _kube.converge_node_files(session, host, facts)
     state = _kube.state_from_facts(facts)
     action = join_action(state, control_plane)

@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from capstan.errors import PlanError
-from capstan.facts import FactsQuery, HostFacts, gather_facts
+from capstan.facts import FactsQuery, HostFacts
 from capstan.ops import Command, Op, apply, directory, file, service, unit_file
 from capstan.render import RenderedFile
 from capstan.render.etcd import CLIENT_PORT, ETCD_ENV_PATH, ETCD_UNIT_PATH, ETCDCTL_ENV_PATH, TLS_DIR
@@ -50,6 +50,7 @@ from capstan.tasks.create._common import (
     wait_for,
 )
 from capstan.tasks.create.pki import ETCD_USER, etcd_account_ops
+from capstan.tasks.hostfacts import facts_for, phase_query
 from capstan.tasks.runner import PhaseOutcome, host_phase_impl
 from capstan.tasks.session import Session
 
@@ -168,7 +169,8 @@ def parse_member_list(out: str) -> list[tuple[str, str, str]]:
 
 
 def _run_etcdctl(session: Session, host: Host, *args: str) -> str:
-    res = session.transport(host.name).run(
+    """Read-only etcdctl calls (health, member list): through the reader, facts stay valid."""
+    res = session.reader(host.name).run(
         etcdctl(host, *args), sudo=True, env={"ETCDCTL_API": "3"}, check=False, timeout=30
     )
     if not res.ok:
@@ -205,7 +207,7 @@ def _members_with_data(session: Session) -> list[Host]:
         return [
             h.name
             for h in session.cluster.etcd_hosts
-            if session.transport(h.name).run(["test", "-d", path], sudo=True, check=False).ok
+            if session.reader(h.name).run(["test", "-d", path], sudo=True, check=False).ok
         ]
 
     names = session.once("etcd-members-with-data", compute)
@@ -243,13 +245,18 @@ def _restarts(op: Op) -> bool:
     return any(isinstance(s, Command) and s.argv[:2] == ("systemctl", "restart") for s in op.steps)
 
 
+@phase_query("etcd")
+def _query(session: Session, host: Host) -> FactsQuery:
+    return etcd_query(session.cluster, etcd_files(material.rendered(session, host.name)))
+
+
 @host_phase_impl("etcd")
 def etcd_phase(session: Session, host: Host) -> PhaseOutcome:
     c = session.cluster
     t = session.transport(host.name)
     files = etcd_files(material.rendered(session, host.name))
     query = etcd_query(c, files)
-    facts = gather_facts(t, query)
+    facts = facts_for(session, host, query, phase="etcd")
     if not has_data(facts, c):
         check_may_bootstrap(session, host)
     ops = etcd_plan(facts, c, files, require_inputs=not session.dry_run)

@@ -72,7 +72,7 @@ def problems(session: Session, host: Host, facts: HostFacts, orchestrator_time: 
 @host_phase_impl("facts")
 def facts_phase(session: Session, host: Host) -> PhaseOutcome:
     started = time.time()
-    facts = gather_facts(session.transport(host.name), QUERY)
+    facts = gather_facts(session.reader(host.name), QUERY)
     found = problems(session, host, facts, (started + time.time()) / 2)
     if found:
         raise HostRejected(f"{host.name}: " + "; ".join(found))

@@ -37,6 +37,7 @@ from capstan.tasks.create._common import (
     tail,
     wait_for,
 )
+from capstan.tasks.hostfacts import phase_query
 from capstan.tasks.runner import PhaseOutcome, host_phase_impl
 from capstan.tasks.session import Session
 
@@ -133,6 +134,12 @@ def runtime_plan(
     return ops
 
 
+@phase_query("runtime")
+def _query(session: Session, host: Host) -> FactsQuery:
+    c = session.cluster
+    return runtime_query(c, runtime_files(c, material.rendered(session, host.name)))
+
+
 @host_phase_impl("runtime")
 def runtime_phase(session: Session, host: Host) -> PhaseOutcome:
     c = session.cluster
@@ -144,7 +151,7 @@ def runtime_phase(session: Session, host: Host) -> PhaseOutcome:
 
     result, _ = converge(session, host, runtime_query(c, files), plan, "runtime")
     if not session.dry_run:
-        t = session.transport(host.name)
+        t = session.reader(host.name)  # the probe changes nothing: later phases keep their facts
 
         def answers() -> bool | None:
             res = t.run(rt.probe, sudo=True, check=False, timeout=15)
