@@ -6,6 +6,7 @@ forward and so that a dry run produces the same decisions as a real one.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -238,6 +239,14 @@ def make_leaf(
     return CertKey(_sign(builder, ca.key), key)
 
 
+@functools.lru_cache(maxsize=32)
+def _parse_key(data: bytes) -> object:
+    """Parsed once per process and key: loading an RSA key checks it (some 40 ms for the 2048-bit
+    service-account key here), and every host's PKI is generated from the same CA and SA keys. Key
+    objects are immutable; a parse error is raised each time, never cached."""
+    return serialization.load_pem_private_key(data, password=None)
+
+
 def load_cert(data: bytes, where: str) -> x509.Certificate:
     """The first PEM certificate in ``data``; ``where`` (a file path or logical name) goes in the error."""
     try:
@@ -249,7 +258,7 @@ def load_cert(data: bytes, where: str) -> x509.Certificate:
 def load_key(data: bytes, where: str) -> PrivateKey:
     """A PEM private key in any of the encodings kubeadm, openssl or capstan write (PKCS#1/#8, SEC1)."""
     try:
-        key = serialization.load_pem_private_key(data, password=None)
+        key = _parse_key(data)
     except (ValueError, TypeError) as exc:
         raise PKIError(f"{where}: not an unencrypted PEM private key ({exc})") from None
     if not isinstance(key, PrivateKey):
