@@ -7,67 +7,19 @@ import hashlib
 import os
 import stat
 import subprocess
-from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from local_shell import LocalShell
 
-from capstan.errors import CapstanError, CommandFailed
-from capstan.remote.base import Argv, Result, render_command
+from capstan.errors import CapstanError
 from capstan.tasks.etcd.model import SnapshotError, sha256_line
 from capstan.tasks.etcd.offhost import BlockStore, DirStore, sha256_of_store, snapshot_rel
 from capstan.tasks.etcd.remote import list_snapshots, read_chunks, sha256_of, upload
 from capstan.tasks.etcd.source import _from_file
 
 NAME = "etcd-20261129T020000Z"
-
-
-class LocalShell:
-    """A Transport that runs commands on this machine with ``sh``: the host-side scripts for real."""
-
-    host = "local"
-
-    def __init__(self) -> None:
-        self.runs = 0
-
-    def run(
-        self,
-        argv: Argv,
-        *,
-        sudo: bool = False,
-        timeout: float | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-        check: bool = True,
-    ) -> Result:
-        self.runs += 1
-        proc = subprocess.run(
-            ["sh", "-c", render_command(argv, env=env)], input=stdin or b"", capture_output=True, timeout=60
-        )
-        res = Result(proc.returncode, proc.stdout.decode(), proc.stderr.decode())
-        if check and not res.ok:
-            raise CommandFailed(self.host, str(argv), res.exit_code, res.stderr)
-        return res
-
-    def put(
-        self,
-        path: str,
-        data: bytes,
-        *,
-        mode: int = 0o644,
-        owner: str | None = None,
-        group: str | None = None,
-        sudo: bool = False,
-    ) -> None:
-        Path(path).write_bytes(data)
-        os.chmod(path, mode)
-
-    def get(self, path: str, *, sudo: bool = False) -> bytes:
-        return Path(path).read_bytes()
-
-    def close(self) -> None:
-        pass
 
 
 def sha(data: bytes) -> str:

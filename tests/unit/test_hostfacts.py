@@ -9,56 +9,34 @@ a later phase whose query cannot be worked out yet, or that does not run on the 
 from __future__ import annotations
 
 import hashlib
-import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from local_shell import LocalShell
 from test_create_support import cluster
 
 from capstan.errors import CapstanError
 from capstan.facts import FactsQuery
 from capstan.plan.phases import Phase
-from capstan.remote.base import Argv, Result
 from capstan.spec.models import Cluster, Host
 from capstan.tasks.hostfacts import PHASE_QUERIES, covers, facts_for, fresh_facts
 from capstan.tasks.session import Session
 
 
-class LocalHost:
-    """A transport that runs commands on this machine with ``sh``, counting fact gathers."""
+class LocalHost(LocalShell):
+    """This machine as host ``name``, counting the fact gathers sent to it."""
 
     def __init__(self, name: str, before_gather: Callable[[], None] | None = None) -> None:
-        self.host = name
+        super().__init__(name, before_run=self._seen)
         self.gathers = 0
         self.before_gather = before_gather
 
-    def run(
-        self,
-        argv: Argv,
-        *,
-        sudo: bool = False,
-        timeout: float | None = None,
-        env: Mapping[str, str] | None = None,
-        stdin: bytes | None = None,
-        check: bool = True,
-    ) -> Result:
-        words = ["sh", "-c", argv] if isinstance(argv, str) else list(argv)
-        if isinstance(argv, str) and "@@capstan@@" in argv:
+    def _seen(self, command: str) -> None:
+        if "@@capstan@@" in command:
             self.gathers += 1
             if self.before_gather is not None:
                 self.before_gather()
-        res = subprocess.run(words, capture_output=True, text=True, timeout=60, check=False)
-        return Result(res.returncode, res.stdout, res.stderr)
-
-    def put(self, path: str, data: bytes, **_: object) -> None:
-        Path(path).write_bytes(data)
-
-    def get(self, path: str, *, sudo: bool = False) -> bytes:
-        return Path(path).read_bytes()
-
-    def close(self) -> None:
-        pass
 
 
 def phase(pid: str, hosts: Callable[[Cluster], list[Host]] = lambda c: list(c.hosts)) -> Phase:
