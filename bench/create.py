@@ -7,8 +7,8 @@ task duration), then a converged re-run; also the number of (phase, host) Prefec
 orchestrator's CPU seconds and the whole machine's busy CPU seconds (the difference is the lab's
 hosts: their sshd, systemd emulator, etcd, API server stand-ins; and the Prefect server), and the
 orchestrator's peak RSS during the two runs; CPU seconds by kind of process (``proc_cpu``) during
-the create, a few seconds of the converged lab left idle, and the re-run. SSH round
-trips per host are measured by bench/osprep_bench.py. No asserts.
+the create, a few seconds of the converged lab left idle, and the re-run; SSH round trips per host
+(commands and file transfers, counted in this process) for the create and the re-run. No asserts.
 Runs with Prefect's embedded server, as `capstan create` does; its start-up (a one-off per process, or
 none with a long-running server) is measured first and printed apart. Needs root for the lab.
 """
@@ -16,9 +16,13 @@ none with a long-running server) is measured first and printed apart. Needs root
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
+import threading
 import time
+from collections import Counter
+from collections.abc import Callable
 from typing import Any
 
 import proc_cpu
@@ -77,11 +81,46 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+class RoundTrips:
+    """Counts the SSH round trips (commands, file puts and gets) the orchestrator makes per host.
+
+    Wraps FabricTransport's three methods in this process only: the commands still run for real.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        from capstan.remote.fabric import FabricTransport
+
+        for name in ("run", "put", "get"):
+            setattr(FabricTransport, name, self._counting(getattr(FabricTransport, name)))
+
+    def _counting(self, method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def counted(transport: Any, *args: Any, **kwargs: Any) -> Any:
+            with self._lock:
+                self.counts[transport.host] += 1
+            return method(transport, *args, **kwargs)
+
+        return counted
+
+    def take(self) -> str:
+        """``mean (max)`` per host since the last call, workers and control planes apart."""
+        with self._lock:
+            counts, self.counts = self.counts, Counter()
+        parts = []
+        for kind, prefix in (("workers", "w"), ("control planes", "cp")):
+            mine = [n for h, n in counts.items() if h.startswith(prefix)]
+            if mine:
+                parts.append(f"{kind} {sum(mine) / len(mine):.1f} (max {max(mine)})")
+        return ", ".join(parts)
+
+
 def walls(result: dict[str, Any]) -> str:
     return ", ".join(f"{p} {s:.1f}" for p, s in result.get("phase_seconds", {}).items())
 
 
-def bench(size: int, idle: float) -> None:
+def bench(size: int, idle: float, trips: RoundTrips) -> None:
     from capstan.flows.create import create_cluster
     from capstan.lab import Lab
 
@@ -93,7 +132,9 @@ def bench(size: int, idle: float) -> None:
         reset_peak_rss()
         procs = proc_cpu.snapshot()
         started, cpu, busy = time.monotonic(), cpu_seconds(), machine_busy_seconds()
+        trips.take()
         first = create_cluster(spec=str(lab.spec_path))
+        create_trips = trips.take()
         total, total_cpu = time.monotonic() - started, cpu_seconds() - cpu
         total_busy, create_procs = machine_busy_seconds() - busy, proc_cpu.spent(procs, proc_cpu.snapshot())
         busy, procs = machine_busy_seconds(), proc_cpu.snapshot()
@@ -102,6 +143,7 @@ def bench(size: int, idle: float) -> None:
         procs = proc_cpu.snapshot()
         started, cpu, busy = time.monotonic(), cpu_seconds(), machine_busy_seconds()
         second = create_cluster(spec=str(lab.spec_path))
+        rerun_trips = trips.take()
         rerun, rerun_cpu = time.monotonic() - started, cpu_seconds() - cpu
         rerun_busy, rerun_procs = machine_busy_seconds() - busy, proc_cpu.spent(procs, proc_cpu.snapshot())
         tasks = sum(len(info["phases"]) for info in first["hosts"].values())
@@ -118,6 +160,7 @@ def bench(size: int, idle: float) -> None:
         print(f"|   | create per phase (slowest host task, s): {phases} | | | |")
         print(f"|   | re-run per phase (wall, s): {walls(second)} | | | |")
         print(f"|   | re-run per phase (slowest host task, s): {rephases} | | | |", flush=True)
+        print(f"  SSH round trips per host, create: {create_trips}; re-run: {rerun_trips}")
         print(f"  CPU-s by process kind, create: {proc_cpu.top(create_procs)}")
         idle_top = proc_cpu.top(idle_procs)
         print(f"  CPU-s by process kind, {idle:g} s idle (machine {idle_busy:.1f}): {idle_top}")
@@ -134,8 +177,9 @@ def main() -> None:
     print(f"embedded Prefect server start-up and a first flow run: {warm_up():.1f} s")
     print("| hosts | create | converged re-run | host-phase tasks | peak RSS |")
     print("|---|---|---|---|---|")
+    trips = RoundTrips()
     for size in args.sizes:
-        bench(size, args.idle)
+        bench(size, args.idle, trips)
 
 
 if __name__ == "__main__":
