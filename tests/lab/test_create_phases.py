@@ -130,6 +130,15 @@ def test_containerd_answers_on_every_node(lab: Lab, first_run: dict[str, Any]) -
         assert res.returncode == 0 and "Server:" in res.stdout, (host, res.stderr)
 
 
+def test_containerd_runs_with_the_rendered_gc_setting(lab: Lab, first_run: dict[str, Any]) -> None:
+    """The running containerd took the config: its GC scheduler reports the pause threshold 0 (the
+    default 0.02 makes an idle containerd wake every few milliseconds, see the config template)."""
+    sock = ["ctr", "--address", "/run/containerd/containerd.sock"]
+    res = lab.exec("w1", [*sock, "plugins", "ls", "--detailed", "id==scheduler"])
+    assert res.returncode == 0, res.stderr
+    assert re.search(r"^\s*PauseThreshold\s+0$", res.stdout, re.MULTILINE), res.stdout
+
+
 def test_haproxy_listens_locally_with_the_three_apiservers_as_backends(
     lab: Lab, first_run: dict[str, Any]
 ) -> None:

@@ -178,7 +178,9 @@ def test_containerd_config_is_v2_with_systemd_cgroups_and_pinned_pause() -> None
     conf = tomllib.loads(files["/etc/containerd/config.toml"].text)
     # Version 2: read by containerd 1.6/1.7 and migrated by 2.x (version 3 would be 2.x-only).
     assert conf["version"] == 2
-    assert list(conf["plugins"]) == ["io.containerd.grpc.v1.cri"]
+    assert list(conf["plugins"]) == ["io.containerd.grpc.v1.cri", "io.containerd.gc.v1.scheduler"]
+    # GC looked at once a second, not every few ms on an idle node (containerd#5089)
+    assert conf["plugins"]["io.containerd.gc.v1.scheduler"] == {"pause_threshold": 0.0}
     cri = conf["plugins"]["io.containerd.grpc.v1.cri"]
     assert cri["sandbox_image"] == "registry.k8s.io/pause:3.10.2"
     assert cri["registry"] == {"config_path": "/etc/containerd/certs.d"}
