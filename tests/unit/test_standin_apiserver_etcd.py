@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from capstan.lab.standins import make_zipapp, package_files
+from capstan.lab.standins.apiserver.etcd import EtcdStorage, client_context
 from capstan.lab.standins.common.pki import Pem, issue, make_ca, self_signed
 
 ETCD, ETCDCTL, KUBECTL, PYTHON = "/usr/bin/etcd", "/usr/bin/etcdctl", "/usr/bin/kubectl", "/usr/bin/python3"
@@ -379,3 +380,23 @@ def test_a_client_certificate_from_another_ca_is_refused(cluster: Cluster) -> No
         conn.request("GET", "/api/v1/nodes")
         conn.getresponse().read()
     conn.close()
+
+
+def test_stamp_on_real_etcd_counts_keys_and_finds_the_newest_revision(cluster: Cluster) -> None:
+    """What the stand-in's list cache relies on: etcd's keys-only, newest-first, limit-1 range still
+    counts every key, and any create, update or delete under the prefix changes (count, newest)."""
+    ctx = client_context(str(cluster.d / "etcd-ca.crt"), *map(str, cluster.etcd_client))
+    store = EtcdStorage([cluster.endpoint], ctx)
+    prefix = "/stamp-test/"
+    assert store.stamp(prefix)[:2] == (0, 0)
+    r1 = store.create(prefix + "a", b"1")
+    r2 = store.create(prefix + "b", b"2")
+    store.create("/stamp-test-other/c", b"3")  # a sibling prefix is not counted
+    count, newest, rev = store.stamp(prefix)
+    assert (count, newest) == (2, r2) and rev > r2
+    r3 = store.update(prefix + "a", b"1b", r1)
+    assert store.stamp(prefix)[:2] == (2, r3)
+    assert store.delete(prefix + "a")
+    assert store.stamp(prefix)[:2] == (1, r2)
+    kvs, _ = store.list(prefix)
+    assert [kv.key for kv in kvs] == [prefix + "b"]

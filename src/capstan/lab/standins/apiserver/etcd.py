@@ -140,6 +140,23 @@ class EtcdStorage:
         res = self._call("/v3/kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)})
         return [_kv(i) for i in res.get("kvs") or []], int(res["header"]["revision"])
 
+    def stamp(self, prefix: str) -> tuple[int, int, int]:
+        """Keys only, newest first, one returned: etcd still counts them all (``count``)."""
+        res = self._call(
+            "/v3/kv/range",
+            {
+                "key": _b64(prefix),
+                "range_end": _prefix_end(prefix),
+                "keys_only": True,
+                "sort_order": "DESCEND",
+                "sort_target": "MOD",
+                "limit": 1,
+            },
+        )
+        kvs = res.get("kvs") or []
+        newest = int(kvs[0].get("mod_revision", 0)) if kvs else 0
+        return int(res.get("count", 0)), newest, int(res["header"]["revision"])
+
     def _txn(self, compare: dict[str, Any], success: dict[str, Any]) -> dict[str, Any]:
         return self._call("/v3/kv/txn", {"compare": [compare], "success": [success], "failure": []})
 

@@ -78,7 +78,13 @@ def _running_status(pod: Obj, node: Obj) -> Obj:
 
 
 def schedule_once(api: KubeClient) -> int:
-    """One pass; returns how many pods were bound."""
+    """One pass; returns how many pods were bound.
+
+    Only when a pod waits for a node are all pods and nodes listed (to spread the load): the pass
+    runs every second, and most passes have nothing to place.
+    """
+    if not api.items("/api/v1/pods", {"fieldSelector": "spec.nodeName="}):
+        return 0
     pods = api.items("/api/v1/pods")
     nodes = api.items("/api/v1/nodes")
     load = {n["metadata"]["name"]: 0 for n in nodes}

@@ -50,6 +50,14 @@ class Storage(Protocol):
         """Every key under ``prefix`` (sorted) and the store revision of the read."""
         ...
 
+    def stamp(self, prefix: str) -> tuple[int, int, int]:
+        """(keys under ``prefix``, their highest mod_revision, the store revision of the read).
+
+        The first two change whenever anything under ``prefix`` does (a create or update raises the
+        highest mod_revision, a delete lowers the count), so a list can be served again from memory.
+        """
+        ...
+
     def create(self, key: str, value: bytes) -> int:
         """Write a new key; KeyExists if present. Returns the new mod_revision."""
         ...
@@ -90,6 +98,12 @@ class MemoryStorage:
             self._check()
             items = [kv for k, kv in sorted(self._data.items()) if k.startswith(prefix)]
             return items, self._rev
+
+    def stamp(self, prefix: str) -> tuple[int, int, int]:
+        with self._lock:
+            self._check()
+            mine = [kv.mod_revision for k, kv in self._data.items() if k.startswith(prefix)]
+            return len(mine), max(mine, default=0), self._rev
 
     def create(self, key: str, value: bytes) -> int:
         with self._lock:
