@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -175,13 +176,35 @@ def test_keys_are_0600_and_a_worker_has_no_key(lab: Lab, first_run: dict[str, An
         assert lab.exec(host, ["test", "-e", "/etc/kubernetes/kubelet.conf"]).returncode != 0
 
 
-def test_second_run_changes_nothing_and_restarts_nothing(lab: Lab, first_run: dict[str, Any]) -> None:
+def counting_gathers(monkeypatch: pytest.MonkeyPatch) -> Counter[str]:
+    """Count, per host, the fact gathers sent over SSH from now on (commands carrying the marker)."""
+    from capstan.facts.query import MARKER
+    from capstan.remote.fabric import FabricTransport
+
+    seen: Counter[str] = Counter()
+    real = FabricTransport.run
+
+    def run(self: FabricTransport, argv: Any, **kw: Any) -> Any:
+        if MARKER in (argv if isinstance(argv, str) else " ".join(argv)):
+            seen[self.host] += 1
+        return real(self, argv, **kw)
+
+    monkeypatch.setattr(FabricTransport, "run", run)
+    return seen
+
+
+def test_second_run_changes_nothing_and_restarts_nothing(
+    lab: Lab, first_run: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
     before = {h: main_pids(lab, h) for h in HOSTS}
+    gathers = counting_gathers(monkeypatch)
     result = run(lab.spec_path)
     print_timings("converged re-run", result)
     assert result["changed"] == 0
     assert {h: v["changed"] for h, v in result["hosts"].items()} == dict.fromkeys(HOSTS, 0)
     assert {h: main_pids(lab, h) for h in HOSTS} == before
+    # Phase 1's gather answered every later phase: nothing was sent that could change a host.
+    assert dict(gathers) == dict.fromkeys(HOSTS, 1)
 
 
 def test_push_mode_repairs_exactly_what_was_damaged(

@@ -17,8 +17,10 @@ What keeps this safe:
 - Post-checks and waits never use it: they gather ``fresh``, because what they wait for (a service
   becoming active, a port listening) changes without capstan sending anything.
 - Commands that only look (health probes, reading the CA) go through ``Session.reader`` and leave the
-  generation alone. The facts phase gathers on its own, without looking ahead: later phases' queries
-  need the cluster material (the CA, the rendered files), which phase 1 must not create.
+  generation alone. The facts phase looks ahead too, under ``material.read_only()``: later phases'
+  queries need the cluster material (the CA, the rendered files), which phase 1 reads where it exists
+  and never creates; a query that needs material not made yet is left for its phase to gather. So a
+  converged host is gathered once per run, a new one once more after the pki phase.
 - It lives in one flow run's session: a retried or new run gathers everything again.
 
 Reused facts can be a few seconds older than a gather at the phase's own start would be. For state

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import timedelta
 
 from capstan.errors import CapstanError, CommandFailed
@@ -55,8 +57,43 @@ def _make_parents(session: Session, host: str, paths: tuple[str, ...], mode: int
     session.transport(host).run(["install", "-d", "-m", f"{mode:04o}", *parents], sudo=True)
 
 
+class MaterialMissing(CapstanError):
+    """Read-only mode: the cluster material asked for does not exist (yet) or cannot be read."""
+
+
+_READ_ONLY: ContextVar[bool] = ContextVar("capstan_material_read_only", default=False)
+
+
+@contextmanager
+def read_only() -> Iterator[None]:
+    """Inside, material that does not exist is not created: ``MaterialMissing`` is raised instead.
+
+    Why: phase 1 looks ahead (``capstan.tasks.hostfacts``) to gather, in the same round trip, what
+    later phases will ask a host, and most of those questions need the rendered files, hence the CA
+    and the cluster secrets. On an existing cluster they are read (once per run, as always); on a new
+    one they stay uncreated until the pki phase, since phase 1 must change nothing anywhere.
+    """
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
+
+
+def _found_roots(session: Session) -> dict[str, bytes]:
+    """The CA material on the first control plane; empty when any of it is missing or unreadable."""
+    try:
+        found = read_files(session, _first_cp(session), _ROOT_FILES)
+    except CapstanError:
+        return {}
+    return found if all(p in found for p in _ROOT_FILES) else {}
+
+
 def _load_or_create_roots(session: Session) -> dict[str, bytes]:
     first = _first_cp(session)
+    earlier = session.memo.get("pki-roots-found")  # a read-only look earlier in this run
+    if isinstance(earlier, dict) and earlier:
+        return earlier
     found = read_files(session, first, _ROOT_FILES)
     if all(p in found for p in _ROOT_FILES):
         return found
@@ -78,6 +115,12 @@ def _load_or_create_roots(session: Session) -> dict[str, bytes]:
 
 def roots(session: Session) -> dict[str, bytes]:
     """The CA certificates and keys and the service-account key pair, as files on the first CP."""
+    if _READ_ONLY.get() and "pki-roots" not in session.memo:
+        found = session.once("pki-roots-found", lambda: _found_roots(session))
+        if not found:
+            raise MaterialMissing(f"{_first_cp(session)}: no cluster CA yet")
+        assert isinstance(found, dict)
+        return found
     value = session.once("pki-roots", lambda: _load_or_create_roots(session))
     assert isinstance(value, dict)
     return value
@@ -95,16 +138,12 @@ def _load_or_create_secrets(session: Session) -> Secrets:
     would make every stored Secret unreadable, so that is refused.
     """
     first = _first_cp(session)
-    try:
-        raw = session.transport(first).get(SECRETS_PATH, sudo=True)
-    except CommandFailed:
-        raw = b""
+    earlier = session.memo.get("secrets-found")  # a read-only look earlier in this run
+    if isinstance(earlier, Secrets):
+        return earlier
+    raw = _secrets_file(session)
     if raw:
-        try:
-            data = json.loads(raw)
-            return Secrets(**data)
-        except (ValueError, TypeError) as exc:
-            raise CapstanError(f"{first}: {SECRETS_PATH} is unreadable ({type(exc).__name__})") from None
+        return _parse_secrets(first, raw)
     existing = session.reader(first).run(["test", "-e", EXISTING_CLUSTER_MARK], sudo=True, check=False)
     if existing.exit_code == 0:
         raise CapstanError(
@@ -123,18 +162,63 @@ def _load_or_create_secrets(session: Session) -> Secrets:
     return secrets
 
 
+def _secrets_file(session: Session) -> bytes:
+    try:
+        return session.transport(_first_cp(session)).get(SECRETS_PATH, sudo=True)
+    except CommandFailed:
+        return b""
+
+
+def _parse_secrets(first: str, raw: bytes) -> Secrets:
+    try:
+        return Secrets(**json.loads(raw))
+    except (ValueError, TypeError) as exc:
+        raise CapstanError(f"{first}: {SECRETS_PATH} is unreadable ({type(exc).__name__})") from None
+
+
+def _found_secrets(session: Session) -> Secrets | None:
+    """The secrets on the first control plane; None when missing or unreadable (nothing is judged
+    here: the pki phase's normal load says what is wrong)."""
+    try:
+        raw = _secrets_file(session)
+        return _parse_secrets(_first_cp(session), raw) if raw else None
+    except CapstanError:
+        return None
+
+
 def cluster_secrets(session: Session) -> Secrets:
     """The at-rest encryption key and the bootstrap token, kept on the first control plane."""
+    if _READ_ONLY.get() and "secrets" not in session.memo:
+        found = session.once("secrets-found", lambda: _found_secrets(session))
+        if not isinstance(found, Secrets):
+            raise MaterialMissing(f"{_first_cp(session)}: no cluster secrets yet")
+        return found
     value = session.once("secrets", lambda: _load_or_create_secrets(session))
     assert isinstance(value, Secrets)
     return value
 
 
-def host_pki(session: Session, host: str, renew_within: timedelta | None = None) -> dict[str, HostFile]:
-    """The PKI files ``host`` must hold: existing good ones kept, missing or stale ones issued."""
+def host_pki_paths(session: Session, host: str) -> tuple[str, ...]:
+    """Where ``host``'s PKI files go (pure: from the spec alone)."""
+    return tuple(slot.path for slot in host_slots(pki_inputs(session.cluster), host))
+
+
+def host_pki(
+    session: Session,
+    host: str,
+    renew_within: timedelta | None = None,
+    *,
+    existing: Mapping[str, bytes] | None = None,
+) -> dict[str, HostFile]:
+    """The PKI files ``host`` must hold: existing good ones kept, missing or stale ones issued.
+
+    ``existing``: the host's current files (path -> bytes, missing ones left out) when the caller
+    has them already; else they are read from the host.
+    """
     inputs = pki_inputs(session.cluster)
     slots = host_slots(inputs, host)
-    existing = read_files(session, host, tuple(slot.path for slot in slots))
+    if existing is None:
+        existing = read_files(session, host, tuple(slot.path for slot in slots))
     window = renew_within or timedelta(days=session.cluster.spec.pki.renew_within_days)
     pki, _ = generate(
         inputs,
@@ -170,12 +254,15 @@ def cluster_pki(session: Session) -> ClusterPKI:
 
 __all__ = [
     "SECRETS_PATH",
+    "MaterialMissing",
     "ca_hash",
     "cluster_ca_pem",
     "cluster_pki",
     "cluster_secrets",
     "host_pki",
+    "host_pki_paths",
     "read_files",
+    "read_only",
     "rendered",
     "roots",
 ]

@@ -3,6 +3,9 @@
 Validation happens before anything changes anywhere (the flow runs this phase on every host and stops
 if any fails), so a wrong address, an unsupported OS or a busy port costs nothing but a clear message.
 Minimum memory follows Kubespray's pre-flight checks (1500 MB control plane, 1024 MB node).
+
+The same round trip also asks what the later phases will ask the host (``capstan.tasks.hostfacts``),
+reading the cluster's CA and secrets where they exist and creating nothing (``material.read_only``).
 """
 
 from __future__ import annotations
@@ -10,10 +13,11 @@ from __future__ import annotations
 import time
 
 from capstan.errors import CapstanError
-from capstan.facts.gather import gather_facts
 from capstan.facts.model import HostFacts
 from capstan.facts.query import FactsQuery
 from capstan.spec.models import Host
+from capstan.tasks import material
+from capstan.tasks.hostfacts import fresh_facts
 from capstan.tasks.runner import PhaseOutcome, host_phase_impl
 from capstan.tasks.session import Session
 
@@ -72,7 +76,8 @@ def problems(session: Session, host: Host, facts: HostFacts, orchestrator_time: 
 @host_phase_impl("facts")
 def facts_phase(session: Session, host: Host) -> PhaseOutcome:
     started = time.time()
-    facts = gather_facts(session.reader(host.name), QUERY)
+    with material.read_only():  # looks ahead without creating the cluster's material
+        facts = fresh_facts(session, host, QUERY, phase="facts")
     found = problems(session, host, facts, (started + time.time()) / 2)
     if found:
         raise HostRejected(f"{host.name}: " + "; ".join(found))

@@ -30,6 +30,7 @@ from capstan.pki import ETCD_DIR, KUBE_DIR, HostFile
 from capstan.spec.models import Host
 from capstan.tasks import material
 from capstan.tasks.create._common import converge, outcome, parent_dirs, parents_op
+from capstan.tasks.hostfacts import facts_for, phase_query
 from capstan.tasks.runner import PhaseOutcome, host_phase_impl
 from capstan.tasks.session import Session
 
@@ -95,10 +96,29 @@ def pki_plan(facts: HostFacts, host: Host, files: list[PkiFile], *, etcd_home: s
     return ops
 
 
+@phase_query("pki")
+def pki_read_query(session: Session, host: Host) -> FactsQuery:
+    """Everything the phase asks ``host``: its PKI files' state and their contents (the certificates
+    kept when still good), the etcd account. Pure (the paths come from the spec), so phase 1 can ask
+    it in its own gather."""
+    paths = material.host_pki_paths(session, host.name)
+    pushed = tuple(p for p in paths if p not in NOT_PUSHED)
+    return FactsQuery(
+        files=pushed + parent_dirs(pushed),
+        contents=paths,
+        users=(ETCD_USER,),
+        groups=(ETCD_USER,),
+        binaries=(),
+    )
+
+
 @host_phase_impl("pki")
 def pki_phase(session: Session, host: Host) -> PhaseOutcome:
     material.roots(session)  # the CA exists on the first control plane before anything it signs
-    files = pki_files(host, material.host_pki(session, host.name))
+    paths = material.host_pki_paths(session, host.name)
+    facts = facts_for(session, host, pki_read_query(session, host), phase="pki")
+    existing = {p: c for p in paths if (c := facts.content(p)) is not None}
+    files = pki_files(host, material.host_pki(session, host.name, existing=existing))
     home = session.cluster.spec.etcd.data_dir
 
     def plan(facts: HostFacts) -> list[Op]:
