@@ -30,6 +30,7 @@ from capstan.facts import (
     sysctl_path,
 )
 from capstan.remote import FakeTransport, Result
+from capstan.tasks.create.facts import clock_skew
 
 # Captured on a Debian 12 machine (meminfo and /sys/module trimmed), for the query below.
 DEBIAN_QUERY = FactsQuery(
@@ -530,5 +531,30 @@ def test_a_show_output_of_the_wrong_shape_is_ignored_and_the_per_unit_answers_co
 def test_the_units_section_asks_systemctl_show_once_for_every_unit() -> None:
     script = build_script(FactsQuery(units=("etcd", "kubelet"), binaries=()))
     assert script.count("systemctl show") == 1
-    assert "-p LoadState -p ActiveState -p UnitFileState -- etcd kubelet" in script
+    assert "-p LoadState -p ActiveState -p UnitFileState -- etcd.service kubelet.service" in script
     assert "-eq 6 ]" in script  # 3 properties for each of the 2 units, else unit by unit
+
+
+def test_a_unit_asked_by_two_names_is_asked_once_and_answers_both() -> None:
+    """``kubelet`` and ``kubelet.service`` (two phases' queries merged) are one unit: systemd's
+    emulator prints one block for both, so asking twice would never match the expected shape."""
+    q = FactsQuery(units=("kubelet", "haproxy", "kubelet.service", "cron.timer"), binaries=())
+    script = build_script(q)
+    assert "-- kubelet.service haproxy.service cron.timer 2>" in script
+    assert "-eq 9 ]" in script
+    output = (
+        "\n@@capstan@@ units-show\n"
+        "ActiveState=active\nLoadState=loaded\nUnitFileState=enabled\n\n"
+        "LoadState=not-found\nActiveState=inactive\nUnitFileState=\n\n"
+        "ActiveState=inactive\nLoadState=loaded\nUnitFileState=enabled\n@@capstan@@ end\n"
+    )
+    units = parse_facts(output, q, host="h").units
+    assert units["kubelet"] == units["kubelet.service"] and units["kubelet"].active
+    assert not units["haproxy"].exists and not units["cron.timer"].active
+
+
+def test_clock_skew_counts_only_what_lies_outside_the_gather_window() -> None:
+    assert clock_skew(1000, 990.0, 1010.0) == 0  # a slow gather: any reading inside is in time
+    assert clock_skew(999, 999.5, 1000.0) == 0  # whole seconds: 999 stands for up to 999.99...
+    assert clock_skew(1030, 990.0, 1010.0) == 20  # ahead of the answer's arrival
+    assert clock_skew(970, 990.0, 1010.0) == 19  # behind the request's sending (970 + 1 s)

@@ -28,7 +28,7 @@ from capstan.facts.model import (
     SwapInfo,
     UnitState,
 )
-from capstan.facts.query import MARKER, UNIT_PROPERTIES, FactsQuery
+from capstan.facts.query import MARKER, UNIT_PROPERTIES, FactsQuery, shown_units, unit_file_name
 
 __all__ = ["arch_of", "family_of", "parse_facts", "parse_version", "split_sections"]
 
@@ -290,12 +290,16 @@ def parse_facts(output: str, query: FactsQuery, *, host: str) -> HostFacts:
     for i, fields in _indexed(sec("sysctls")):
         if i < len(query.sysctls) and fields[0] == "1":
             sysctls[query.sysctls[i]] = " ".join("|".join(fields[1:]).split())
-    units = {u: UnitState() for u in query.units} | _shown_units(sec("units-show"), query.units)
+    shown = shown_units(query)
+    found = {u: UnitState() for u in shown} | _shown_units(sec("units-show"), shown)
     for line in sec("units"):
         name, _, states = line.partition("|")
         active, _, enabled = states.partition("|")
-        if name in units:
-            units[name] = UnitState(active_state=active.strip(), enabled_state=enabled.strip())
+        if unit_file_name(name) in found:
+            found[unit_file_name(name)] = UnitState(
+                active_state=active.strip(), enabled_state=enabled.strip()
+            )
+    units = {u: found[unit_file_name(u)] for u in query.units}
     packages: dict[str, str | None] = dict.fromkeys(query.packages)
     for line in sec("packages"):
         parts = line.split("|")

@@ -37,6 +37,23 @@ __all__ = [
 MARKER = "@@capstan@@"
 UNIT_PROPERTIES = ("LoadState", "ActiveState", "UnitFileState")
 """What ``systemctl show`` is asked per unit (``parse`` reads them back in blocks of this size)."""
+UNIT_SUFFIXES = (
+    ".service", ".socket", ".target", ".timer", ".mount", ".automount", ".path", ".slice", ".scope",
+    ".device", ".swap",
+)  # fmt: skip
+
+
+def unit_file_name(name: str) -> str:
+    """``kubelet`` -> ``kubelet.service``: the name systemd means, so that ``kubelet`` and
+    ``kubelet.service`` asked by two phases are asked once (the lab's systemd emulator answers one
+    block for both, which would not match the one-block-per-name ``show`` output parse expects)."""
+    return name if name.endswith(UNIT_SUFFIXES) else f"{name}.service"
+
+
+def shown_units(query: FactsQuery) -> tuple[str, ...]:
+    """The distinct unit files ``query`` asks about, in order (what the gather asks systemctl)."""
+    return tuple(dict.fromkeys(unit_file_name(u) for u in query.units))
+
 
 BINARY_VERSION_COMMANDS: dict[str, str] = {
     "kubeadm": "kubeadm version -o short",
@@ -169,11 +186,12 @@ def build_script(query: FactsQuery) -> str:
         # One `systemctl show` for every unit (each systemctl call is a process, and a slow one under
         # the lab's emulator); it prints one block of exactly the asked properties per unit, in
         # order. Only if its output does not have that shape, ask unit by unit as before.
-        words = _words(query.units)
+        shown = shown_units(query)
+        words = _words(shown)
         parts.append(
             "if have systemctl; then\n"
             f"  o=$($T systemctl show -p {' -p '.join(UNIT_PROPERTIES)} -- {words} 2>/dev/null)\n"
-            f'  if [ "$(printf \'%s\\n\' "$o" | grep -c =)" -eq {len(UNIT_PROPERTIES) * len(query.units)} ]'
+            f'  if [ "$(printf \'%s\\n\' "$o" | grep -c =)" -eq {len(UNIT_PROPERTIES) * len(shown)} ]'
             "; then s units-show; printf '%s\\n' \"$o\"\n"
             f"  else s units; for u in {words}; do\n"
             '  printf \'%s|%s|%s\\n\' "$u" "$($T systemctl is-active "$u" 2>/dev/null | head -n 1)"'

@@ -40,8 +40,19 @@ class HostRejected(CapstanError):
     """A host fails a pre-flight check; the message names the host and the check."""
 
 
-def problems(session: Session, host: Host, facts: HostFacts, orchestrator_time: float) -> list[str]:
-    """Every pre-flight failure of ``host`` (pure: facts in, messages out)."""
+def clock_skew(host_time: int, sent: float, received: float) -> float:
+    """How far off the host's clock is at least: it was read (in whole seconds, so it stands for
+    ``[host_time, host_time + 1)``) between ``sent`` and ``received`` by the orchestrator's clock;
+    only a reading outside that window is off, by its distance to it.
+
+    Why not the window's midpoint: a gather on a busy host can take many seconds, and half of that
+    was then reported as skew (a 21 s gather on a 30-host lab failed the 10 s limit)."""
+    return max(0.0, sent - (host_time + 1), host_time - received)
+
+
+def problems(session: Session, host: Host, facts: HostFacts, window: tuple[float, float]) -> list[str]:
+    """Every pre-flight failure of ``host`` (pure: facts in, messages out); ``window``: when the
+    gather was sent and its answer received, by the orchestrator's clock."""
     c = session.cluster
     out: list[str] = []
     if facts.os.family not in SUPPORTED_FAMILIES:
@@ -56,7 +67,7 @@ def problems(session: Session, host: Host, facts: HostFacts, orchestrator_time: 
         out.append(
             f"ip {host.bind_ip} is not an address of this host (it has {', '.join(sorted(addresses))})"
         )
-    skew = abs(facts.time - orchestrator_time)
+    skew = clock_skew(facts.time, *window)
     if skew > c.spec.os.max_clock_skew_seconds:
         out.append(
             f"clock is {skew:.0f} s off the orchestrator's (limit {c.spec.os.max_clock_skew_seconds:.0f} s)"
@@ -78,7 +89,7 @@ def facts_phase(session: Session, host: Host) -> PhaseOutcome:
     started = time.time()
     with material.read_only():  # looks ahead without creating the cluster's material
         facts = fresh_facts(session, host, QUERY, phase="facts")
-    found = problems(session, host, facts, (started + time.time()) / 2)
+    found = problems(session, host, facts, (started, time.time()))
     if found:
         raise HostRejected(f"{host.name}: " + "; ".join(found))
     note = f"{facts.os.id} {facts.os.version_id} {facts.arch}, {facts.cpus} CPUs, {facts.memory_mb} MB"
