@@ -101,3 +101,55 @@ def test_an_error_answer_is_not_retried(api: Api) -> None:
     finally:
         relay.close()
     assert failed.value.status == 404 and relay.accepted == 1
+
+
+class Cuttable(DropFirst):
+    """A relay that can cut every connection it carries (a server restart, seen from the client)."""
+
+    def __init__(self, port: int) -> None:
+        self.carried: list[socket.socket] = []
+        super().__init__(port, drops=0)
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:  # type: ignore[override]
+        self.carried.append(src)
+        DropFirst._pump(src, dst)
+
+    def cut(self) -> None:
+        for s in self.carried:
+            with contextlib.suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+
+
+def keeping(api: Api, port: int) -> KubeClient:
+    admin = api.pki.client("kubernetes-admin", "system:masters")
+    return KubeClient(f"https://127.0.0.1:{port}", api.context(admin), timeout=5, keep_alive=True)
+
+
+def test_keep_alive_reuses_one_connection_and_the_default_does_not(api: Api) -> None:
+    relay = DropFirst(api.port, drops=0)
+    try:
+        kept = keeping(api, relay.port)
+        for _ in range(5):
+            assert kept.get("/api/v1/namespaces/kube-system")["metadata"]["name"] == "kube-system"
+        assert relay.accepted == 1
+        fresh = client(api, api.pki, relay.port, retry=0)
+        for _ in range(3):
+            fresh.get("/api/v1/namespaces/kube-system")
+        assert relay.accepted == 1 + 3
+    finally:
+        relay.close()
+
+
+def test_a_kept_connection_cut_meanwhile_is_replaced_without_an_error(api: Api) -> None:
+    relay = Cuttable(api.port)
+    try:
+        kept = keeping(api, relay.port)
+        kept.get("/api/v1/namespaces/kube-system")
+        relay.cut()  # the kept connection is dead now; the client does not know yet
+        made = kept.post("/api/v1/namespaces", {"metadata": {"name": "after-the-cut"}})
+        assert made["metadata"]["name"] == "after-the-cut"
+        assert relay.accepted == 2
+        assert kept.get("/api/v1/namespaces/after-the-cut")["metadata"]["name"] == "after-the-cut"
+        assert relay.accepted == 2  # the new connection is kept in turn
+    finally:
+        relay.close()

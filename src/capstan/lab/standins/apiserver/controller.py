@@ -296,7 +296,7 @@ def main(argv: list[str], version: str) -> int:
             log.warning("flag %s is not modelled by the stand-in and is ignored", arg.split("=", 1)[0])
         if not f.get_str("kubeconfig"):
             raise fl.FlagError("--kubeconfig is required (the stand-in has no in-cluster configuration)")
-        api = KubeClient.from_kubeconfig(f.get_str("kubeconfig"))
+        api = KubeClient.from_kubeconfig(f.get_str("kubeconfig"), keep_alive=True)
         grace, period = (
             f.get_duration("node-monitor-grace-period"),
             min(f.get_duration("node-monitor-period"), 2.0),

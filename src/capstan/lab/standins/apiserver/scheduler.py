@@ -182,7 +182,7 @@ def main(argv: list[str], version: str) -> int:
             return 0
         for arg in f.unknown:
             log.warning("flag %s is not modelled by the stand-in and is ignored", arg.split("=", 1)[0])
-        api = KubeClient.from_kubeconfig(_kubeconfig_from(f))
+        api = KubeClient.from_kubeconfig(_kubeconfig_from(f), keep_alive=True)
         context = serving_context(
             f.get_str("tls-cert-file"), f.get_str("tls-private-key-file"), "kube-scheduler"
         )

@@ -1,9 +1,14 @@
 """A tiny typed Kubernetes API client for the stand-ins (controller-manager, scheduler, kubelet).
 
-JSON over ``http.client`` with the kubeconfig's TLS settings; one connection per call (the callers
-are slow loops, and a fresh connection makes an API server restart or a failover through haproxy a
-non-event). Every non-2xx answer raises ``ApiError`` with the status code and the decoded body;
-a connection failure raises ``ApiError`` with status 0.
+JSON over ``http.client`` with the kubeconfig's TLS settings; one connection per call by default (a
+fresh connection makes an API server restart or a failover through haproxy a non-event). Every
+non-2xx answer raises ``ApiError`` with the status code and the decoded body; a connection failure
+raises ``ApiError`` with status 0.
+
+``keep_alive=True`` (the controller-manager and scheduler, which poll their own node's API server
+every second or two) reuses connections: a TLS handshake per call was most of an idle lab API
+server's CPU. A call on a reused connection that the server has closed meanwhile (a restart, its
+idle timeout) is sent again once on a fresh connection.
 
 ``retry_seconds`` > 0 makes a call ride out a server that is restarting or briefly unreachable
 (no answer, or 503), polling every half second until that budget is spent: kubeadm does the same
@@ -17,6 +22,7 @@ from __future__ import annotations
 import http.client
 import json
 import ssl
+import threading
 import time
 from typing import Any
 from urllib.parse import urlencode, urlsplit
@@ -52,6 +58,7 @@ class KubeClient:
         token: str | None = None,
         timeout: float = 10.0,
         retry_seconds: float = 0.0,
+        keep_alive: bool = False,
     ) -> None:
         parts = urlsplit(server)
         if parts.scheme != "https" or not parts.hostname:
@@ -63,14 +70,55 @@ class KubeClient:
         self.token = token
         self.timeout = timeout
         self.retry_seconds = retry_seconds
+        self.keep_alive = keep_alive
+        self._idle: list[http.client.HTTPSConnection] = []
+        self._idle_lock = threading.Lock()
 
     @classmethod
-    def from_kubeconfig(cls, path: str, timeout: float = 10.0, retry_seconds: float = 0.0) -> KubeClient:
-        return cls.from_config(load_kubeconfig(path), timeout, retry_seconds)
+    def from_kubeconfig(
+        cls, path: str, timeout: float = 10.0, retry_seconds: float = 0.0, keep_alive: bool = False
+    ) -> KubeClient:
+        return cls.from_config(load_kubeconfig(path), timeout, retry_seconds, keep_alive)
 
     @classmethod
-    def from_config(cls, config: Kubeconfig, timeout: float = 10.0, retry_seconds: float = 0.0) -> KubeClient:
-        return cls(config.server, config.ssl_context(), config.token, timeout, retry_seconds)
+    def from_config(
+        cls, config: Kubeconfig, timeout: float = 10.0, retry_seconds: float = 0.0, keep_alive: bool = False
+    ) -> KubeClient:
+        return cls(config.server, config.ssl_context(), config.token, timeout, retry_seconds, keep_alive)
+
+    def _connection(self) -> tuple[http.client.HTTPSConnection, bool]:
+        """A kept connection (and True) if one is idle, else a new one."""
+        with self._idle_lock:
+            if self._idle:
+                return self._idle.pop(), True
+        return http.client.HTTPSConnection(
+            self.host, self.port, timeout=self.timeout, context=self.context
+        ), False
+
+    def _exchange(
+        self, method: str, url: str, payload: bytes | None, headers: dict[str, str]
+    ) -> tuple[int, bytes]:
+        """Send one request; on a kept connection the server closed meanwhile, once more on a new one."""
+        while True:
+            conn, reused = self._connection()
+            try:
+                conn.request(method, url, body=payload, headers=headers)
+                resp = conn.getresponse()
+                raw = resp.read()
+            except TimeoutError:
+                conn.close()  # the server may have acted on it: not sent again
+                raise
+            except (OSError, http.client.HTTPException):
+                conn.close()
+                if reused:
+                    continue
+                raise
+            if self.keep_alive and not resp.will_close:
+                with self._idle_lock:
+                    self._idle.append(conn)
+            else:
+                conn.close()
+            return resp.status, raw
 
     def request(
         self,
@@ -101,17 +149,11 @@ class KubeClient:
             headers["Content-Type"] = content_type
         if self.token:
             headers["Authorization"] = f"Bearer {self.token}"
-        conn = http.client.HTTPSConnection(self.host, self.port, timeout=self.timeout, context=self.context)
         where = f"{method} {path}"
         try:
-            conn.request(method, url, body=payload, headers=headers)
-            resp = conn.getresponse()
-            raw = resp.read()
-            code = resp.status
+            code, raw = self._exchange(method, url, payload, headers)
         except (OSError, http.client.HTTPException) as exc:
             raise ApiError(0, str(exc), where) from None
-        finally:
-            conn.close()
         try:
             decoded: Any = json.loads(raw) if raw else None
         except ValueError:
