@@ -99,7 +99,8 @@ def join_phase(session: Session, host: Host, phase: str) -> PhaseOutcome:
         ran = action == "join"
         note = "would run kubeadm join" if ran else "joined before (not re-checked in a dry run)"
         return _outcome(phase, host, files.changed_count, files.unchanged_count, ran, note)
-    if action == "wait":
+    checked = action == "wait"  # readiness and registration looked at just now
+    if checked:
         problems = []
         if control_plane and state.manifests:
             problems.append(_kube.wait_readyz(session, host))
@@ -118,7 +119,8 @@ def join_phase(session: Session, host: Host, phase: str) -> PhaseOutcome:
     ran = action == "join"
     if ran:
         session.transport(host.name).run(join_argv(control_plane), sudo=True, timeout=KUBEADM_TIMEOUT)
-    post_check(session, host, control_plane)
+    if ran or not checked:
+        post_check(session, host, control_plane)
     note = "kubeadm join" + (" (control plane)" if control_plane else "") if ran else ""
     return _outcome(phase, host, files.changed_count, files.unchanged_count, ran, note)
 
