@@ -12,7 +12,6 @@ import copy
 import ipaddress
 import json
 import re
-import threading
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -22,6 +21,7 @@ import yaml
 from ..common import kubetime
 from . import status
 from .encryption import Encryption
+from .listcache import ListCache
 from .patch import json_patch, merge_patch, strategic_merge
 from .resources import BUILTIN, CRDS, Resource, builtin, from_crd
 from .status import ApiStatus
@@ -83,9 +83,7 @@ class Registry:
         self.encryption = encryption or Encryption()
         self.service_range = service_range
         self.disabled_admission = disabled_admission  # --disable-admission-plugins
-        # Lists served again while nothing under their prefix changed (see ``_listed``).
-        self._lists: dict[tuple[str, str, str], tuple[tuple[int, int], list[Obj]]] = {}
-        self._lists_lock = threading.Lock()
+        self._lists = ListCache(storage)
 
     # ---- resources -------------------------------------------------------------------------
     def crd_resources(self) -> list[Resource]:
@@ -136,32 +134,14 @@ class Registry:
     def items(self, res: Resource, namespace: str = "", *preds: Predicate) -> tuple[list[Obj], int]:
         """The stored objects (those matching ``preds``) and the store revision of the read.
 
-        The objects are shared with other callers (see ``_listed``): read them, never modify them.
+        The objects are shared with other callers (``listcache``): read them, never modify them.
         """
         objs, rev = self._listed(res, res.list_prefix(self.prefix, namespace))
         return [o for o in objs if all(p(o) for p in preds)], rev
 
     def _listed(self, res: Resource, prefix: str) -> tuple[list[Obj], int]:
-        """Every object under ``prefix``, decoded; again from memory while nothing there changed.
-
-        Why: the controller-manager and scheduler stand-ins poll (they do not watch) and list every
-        pod and node each second or two; on a 30-node lab that was ~1 MB of JSON from etcd, decoded,
-        per list, and the lab's busiest process at idle. A keys-only read (``Storage.stamp``: the
-        count and the newest mod_revision, which any create, update or delete changes) says whether
-        the last list still holds.
-        """
-        count, newest, rev = self.storage.stamp(prefix)
-        key = (prefix, res.api_version, res.kind)
-        with self._lists_lock:
-            hit = self._lists.get(key)
-        if hit is not None and hit[0] == (count, newest):
-            return hit[1], rev
-        kvs, rev = self.storage.list(prefix)
-        objs = [self._decode(res, kv) for kv in kvs]
-        seen = (len(kvs), max((kv.mod_revision for kv in kvs), default=0))
-        with self._lists_lock:
-            self._lists[key] = (seen, objs)
-        return objs, rev
+        """Every object under ``prefix``, decoded; from memory while nothing there changed."""
+        return self._lists.listed((prefix, res.api_version, res.kind), lambda kv: self._decode(res, kv))
 
     def list(self, res: Resource, namespace: str = "", *preds: Predicate) -> Obj:
         objs, rev = self.items(res, namespace, *preds)
