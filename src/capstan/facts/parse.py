@@ -295,10 +295,9 @@ def parse_facts(output: str, query: FactsQuery, *, host: str) -> HostFacts:
     for line in sec("units"):
         name, _, states = line.partition("|")
         active, _, enabled = states.partition("|")
-        if unit_file_name(name) in found:
-            found[unit_file_name(name)] = UnitState(
-                active_state=active.strip(), enabled_state=enabled.strip()
-            )
+        key = unit_file_name(name)
+        if key in found:
+            found[key] = UnitState(active_state=active.strip(), enabled_state=enabled.strip())
     units = {u: found[unit_file_name(u)] for u in query.units}
     packages: dict[str, str | None] = dict.fromkeys(query.packages)
     for line in sec("packages"):

@@ -115,9 +115,9 @@ def pki_read_query(session: Session, host: Host) -> FactsQuery:
 @host_phase_impl("pki")
 def pki_phase(session: Session, host: Host) -> PhaseOutcome:
     material.roots(session)  # the CA exists on the first control plane before anything it signs
-    paths = material.host_pki_paths(session, host.name)
-    facts = facts_for(session, host, pki_read_query(session, host), phase="pki")
-    existing = {p: c for p in paths if (c := facts.content(p)) is not None}
+    query = pki_read_query(session, host)
+    facts = facts_for(session, host, query, phase="pki")
+    existing = {p: c for p in query.contents if (c := facts.content(p)) is not None}
     files = pki_files(host, material.host_pki(session, host.name, existing=existing))
     home = session.cluster.spec.etcd.data_dir
 
