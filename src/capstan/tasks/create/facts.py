@@ -17,7 +17,7 @@ from capstan.facts.model import HostFacts
 from capstan.facts.query import FactsQuery
 from capstan.spec.models import Host
 from capstan.tasks import material
-from capstan.tasks.hostfacts import fresh_facts
+from capstan.tasks.hostfacts import ahead, fresh_facts
 from capstan.tasks.runner import PhaseOutcome, host_phase_impl
 from capstan.tasks.session import Session
 
@@ -86,9 +86,10 @@ def problems(session: Session, host: Host, facts: HostFacts, window: tuple[float
 
 @host_phase_impl("facts")
 def facts_phase(session: Session, host: Host) -> PhaseOutcome:
-    started = time.time()
     with material.read_only():  # looks ahead without creating the cluster's material
-        facts = fresh_facts(session, host, QUERY, phase="facts")
+        wanted = QUERY | ahead(session, host, "facts")
+    started = time.time()  # the clock window spans the gather alone, not the look-ahead's reads
+    facts = fresh_facts(session, host, wanted)
     found = problems(session, host, facts, (started, time.time()))
     if found:
         raise HostRejected(f"{host.name}: " + "; ".join(found))
