@@ -163,6 +163,47 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Platform]:
         _stop_all(procs)
 
 
+@pytest.fixture(autouse=True)
+def _on_the_platform(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A test of this package that uses ``platform`` talks to that server from this process.
+
+    Once in CI a test's in-process client asked another server (a deployment the fixture had just
+    read back was "not found"); the cause was not found. This makes sure each test starts with the
+    platform's URL and no Prefect client context left over from an earlier test, and says what it
+    had to put right, so a recurrence names the test before it instead of failing obscurely.
+    """
+    if "platform" not in request.fixturenames:
+        yield
+        return
+    import warnings
+
+    import prefect.context
+    from prefect.settings import PREFECT_API_URL, get_current_settings, temporary_settings
+
+    plat: Platform = request.getfixturevalue("platform")
+    url = get_current_settings().api.url
+    leftover = [
+        c.__name__ for c in (prefect.context.SyncClientContext, prefect.context.AsyncClientContext) if c.get()
+    ]
+    if url == plat.api_url and not leftover:
+        yield
+        return
+    warnings.warn(
+        f"{request.node.nodeid}: the Prefect API URL in this process was {url!r}, not the platform's"
+        f" {plat.api_url}; client contexts left over: {leftover or 'none'}",
+        stacklevel=1,
+    )
+    sync_var: Any = prefect.context.SyncClientContext.__var__
+    async_var: Any = prefect.context.AsyncClientContext.__var__
+    sync_token, async_token = sync_var.set(None), async_var.set(None)
+    try:
+        with temporary_settings(updates={PREFECT_API_URL: plat.api_url}):
+            yield
+    finally:
+        async_var.reset(async_token)
+        sync_var.reset(sync_token)
+
+
 @functools.cache
 def lab_unavailable() -> str | None:
     if os.geteuid() != 0:

@@ -90,7 +90,8 @@ def test_automation_is_created_once_and_updated_in_place(platform: Platform, clu
     bad = capstan(platform, "automation", "--cluster", cluster_name, "--deployment", "scale-cluster/nope")
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines()[-1] == (
-        "capstan: error: --deployment scale-cluster/nope: not found on the server (run `capstan deploy`)"
+        "capstan: error: --deployment scale-cluster/nope: not found on the server at "
+        f"{platform.api_url} (run `capstan deploy`)"
     )
 
 

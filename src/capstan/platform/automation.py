@@ -114,7 +114,8 @@ def ensure_scale_automation(
             dep = client.read_deployment_by_name(deployment)
         except ObjectNotFound:
             raise PlatformError(
-                f"--deployment {deployment}: not found on the server (run `capstan deploy`)"
+                f"--deployment {deployment}: not found on the server at "
+                f"{str(client.api_url).rstrip('/')} (run `capstan deploy`)"
             ) from None
         want = desired(cluster, spec, str(dep.id))
         existing = client.read_automations_by_name(want.name)
