@@ -252,3 +252,78 @@ def test_kubelet_may_not_label_itself_with_a_node_role(root: Path, capsys: Any) 
     assert (
         "unknown 'kubernetes.io' or 'k8s.io' labels specified with --node-labels" in capsys.readouterr().err
     )
+
+
+class CountingApi(FakeApi):
+    """FakeApi that records every write (method, path) and can be made to fail."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[tuple[str, str]] = []
+        self.down = False
+
+    def patch(self, path: str, body: Any, /) -> Any:
+        self.writes.append(("PATCH", path))
+        if self.down:
+            raise ApiError(0, "connection refused", path)
+        return super().patch(path, body)
+
+    def post(self, path: str, body: Any, /) -> Any:
+        self.writes.append(("POST", path))
+        return super().post(path, body)
+
+    def taken(self) -> list[tuple[str, str]]:
+        out, self.writes = self.writes, []
+        return out
+
+
+STATUS = ("PATCH", "/api/v1/nodes/w1/status")
+LEASE = ("PATCH", "/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/w1")
+MIRROR_STATUS = ("PATCH", "/api/v1/namespaces/kube-system/pods/etcd-w1/status")
+
+
+def test_a_steady_node_renews_its_lease_and_posts_only_what_changed() -> None:
+    from capstan.lab.standins.kubelet import Reporting
+    from capstan.lab.standins.kubelet.pods import PodState
+
+    api = CountingApi()
+    rep = Reporting(agent(api), lease_every=10, report_every=300)
+    etcd = PodState("etcd", "a" * 64, {"spec": {"containers": [{"name": "etcd", "image": "etcd"}]}})
+    etcd.state, etcd.started_at = "Running", 1000.0
+    up = (True, "")
+
+    rep.tick(0, up, {"etcd": etcd})  # first tick: status, lease, the mirror made and given its status
+    first = api.taken()
+    assert first[0] == STATUS and first[1] == LEASE
+    assert ("POST", "/api/v1/namespaces/kube-system/pods") in first and MIRROR_STATUS in first
+
+    for now in range(1, 60):  # a steady minute: the lease every 10 s, nothing else
+        rep.tick(now, up, {"etcd": etcd})
+    assert api.taken() == [LEASE] * 5
+
+    rep.tick(55.5, (False, "container runtime is down"), {"etcd": etcd})  # a change: posted at once
+    assert api.taken() == [STATUS]
+    etcd.restarts = 1  # the static pod restarted: its mirror says so at the next tick
+    rep.tick(56, (False, "container runtime is down"), {"etcd": etcd})
+    assert api.taken() == [MIRROR_STATUS]
+
+    for now in range(57, 300):
+        rep.tick(now, (False, "container runtime is down"), {"etcd": etcd})
+    assert STATUS not in api.taken()
+    rep.tick(361, (False, "container runtime is down"), {"etcd": etcd})  # report period over
+    assert STATUS in api.taken()
+
+
+def test_a_failed_post_or_renewal_is_tried_again_a_second_later() -> None:
+    from capstan.lab.standins.kubelet import Reporting
+
+    api = CountingApi()
+    rep = Reporting(agent(api), lease_every=10, report_every=300)
+    api.down = True
+    rep.tick(0, (True, ""), {})
+    assert api.taken() == [STATUS, LEASE]
+    api.down = False
+    rep.tick(1, (True, ""), {})
+    assert api.taken() == [STATUS, LEASE]
+    rep.tick(2, (True, ""), {})
+    assert api.taken() == []

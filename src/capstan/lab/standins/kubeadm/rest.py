@@ -60,10 +60,14 @@ def with_ca(server: str, ca_pem: bytes, token: str = "", timeout: float = 10.0) 
 
 
 def from_kubeconfig(
-    path: str, timeout: float = 10.0, retry_seconds: float = API_CALL_RETRY_SECONDS
+    path: str,
+    timeout: float = 10.0,
+    retry_seconds: float = API_CALL_RETRY_SECONDS,
+    keep_alive: bool = False,
 ) -> KubeClient:
-    """A client for kubeadm's calls; the kubelet's loops pass ``retry_seconds=0`` (they poll anyway)."""
+    """A client for kubeadm's calls; the kubelet's loops pass ``retry_seconds=0`` (they poll anyway)
+    and ``keep_alive=True`` (they call every few seconds for as long as the node lives)."""
     try:
-        return KubeClient.from_kubeconfig(path, timeout, retry_seconds)
+        return KubeClient.from_kubeconfig(path, timeout, retry_seconds, keep_alive)
     except (KubeconfigError, OSError, ValueError) as exc:
         raise KubeadmError(f"cannot use the kubeconfig {path}: {exc}") from None

@@ -22,6 +22,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
@@ -37,7 +38,7 @@ from capstan.lab.standins.kubelet import network
 from capstan.lab.standins.kubelet.bootstrap import BootstrapError
 from capstan.lab.standins.kubelet.bootstrap import bootstrap as tls_bootstrap
 from capstan.lab.standins.kubelet.node import NodeAgent, hostname
-from capstan.lab.standins.kubelet.pods import StaticPods
+from capstan.lab.standins.kubelet.pods import PodState, StaticPods
 
 log = logging.getLogger("kubelet")
 DEFAULT_CRI = "unix:///run/containerd/containerd.sock"
@@ -192,6 +193,36 @@ def readiness(cri_endpoint: str, agent: NodeAgent) -> tuple[bool, str]:
     return (True, "") if network.network_ready() else (False, NOT_READY_NETWORK)
 
 
+@dataclass
+class Reporting:
+    """What a registered node sends, and when: as the real kubelet does with node leases.
+
+    Readiness is looked at every second (``tick``) and a change is posted at once, so a node turns
+    Ready as soon as its runtime and pod network are; an unchanged status is posted only every
+    ``report_every`` (nodeStatusReportFrequency, 5 min); the Lease is renewed every ``lease_every``
+    (nodeStatusUpdateFrequency, 10 s) and is what tells the controller-manager the node is alive.
+    Mirror pods get a status only when it changed. A failed post or renewal is tried again a second
+    later. Why not post everything every 10 s: thirty idle nodes did that and kept the lab's API
+    servers and etcd busy with writes that said nothing new.
+    """
+
+    agent: NodeAgent
+    lease_every: float = 10.0
+    report_every: float = 300.0
+    posted: tuple[bool, str] | None = None  # the readiness last posted (None: none yet, or it failed)
+    next_report: float = 0.0
+    next_lease: float = 0.0
+
+    def tick(self, now: float, ready: tuple[bool, str], states: dict[str, PodState]) -> None:
+        if ready != self.posted or now >= self.next_report:
+            ok = self.agent.heartbeat(*ready)
+            self.posted = ready if ok else None
+            self.next_report = now + (self.report_every if ok else 1.0)
+        if now >= self.next_lease:
+            self.next_lease = now + (self.lease_every if self.agent.renew_lease() else 1.0)
+        self.agent.sync_mirrors(states)
+
+
 def run(f: fl.Flags, version: str, stop: threading.Event) -> int:
     config = load_config(f.get_str("config") or "/var/lib/kubelet/config.yaml")
     kubeconfig = f.get_str("kubeconfig") or "/etc/kubernetes/kubelet.conf"
@@ -207,32 +238,26 @@ def run(f: fl.Flags, version: str, stop: threading.Event) -> int:
     healthz = serve_healthz(
         str(config.get("healthzBindAddress", "127.0.0.1")), int(config.get("healthzPort", 10248))
     )
-    api = rest.from_kubeconfig(str(host_path(kubeconfig)), timeout=5, retry_seconds=0)
+    # One kept connection: a TLS handshake per heartbeat was most of an idle lab's API server load.
+    api = rest.from_kubeconfig(str(host_path(kubeconfig)), timeout=5, retry_seconds=0, keep_alive=True)
     agent = NodeAgent(api, name, ip, version, runtime_version(), config)
     pods = StaticPods(str(config.get("staticPodPath") or "/etc/kubernetes/manifests"))
-    interval = fl.parse_duration(str(config.get("nodeStatusUpdateFrequency") or "10s")) or 10.0
+    reporting = Reporting(
+        agent,
+        lease_every=fl.parse_duration(str(config.get("nodeStatusUpdateFrequency") or "10s")) or 10.0,
+        report_every=fl.parse_duration(str(config.get("nodeStatusReportFrequency") or "5m")) or 300.0,
+    )
     log.info("kubelet stand-in v%s starting: node %s (%s), runtime %s", version, name, ip, cri)
-    next_status = 0.0
-    posted: bool | None = None  # the readiness last posted (None: nothing posted yet, or it failed)
+    next_register = 0.0
     while not stop.is_set():
         states = pods.sync()
         now = time.monotonic()
-        if not agent.registered and now >= next_status:
+        if not agent.registered and now >= next_register:
             if config.get("registerNode", True):
                 agent.register({**labels}, taints)
-            next_status = now if agent.registered else now + 1.0
+            next_register = now + 1.0
         if agent.registered:
-            # Readiness is looked at every second and a change is posted at once, the rest every
-            # nodeStatusUpdateFrequency: the real kubelet's fast status update does the same at
-            # start-up (a node turns Ready as soon as its runtime and pod network are, not up to a
-            # whole period later).
-            ready, why = readiness(cri, agent)
-            if now >= next_status or ready != posted:
-                ok = agent.heartbeat(ready, why)
-                posted = ready if ok else None
-                next_status = now + (interval if ok else 1.0)
-                agent.renew_lease()
-                agent.sync_mirrors(states)
+            reporting.tick(now, readiness(cri, agent), states)
         stop.wait(1.0)
     pods.detach()
     healthz.shutdown()

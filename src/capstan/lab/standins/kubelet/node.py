@@ -1,4 +1,4 @@
-"""The Node object: registration, status heartbeats, the node Lease, and mirror pods.
+"""The Node object: registration, status reports, the node Lease, and mirror pods.
 
 As a real kubelet: the Node is created once with its labels (``kubernetes.io/hostname``, os/arch and
 ``--node-labels``) and taints (``--register-with-taints``); when it already exists only the default
@@ -9,6 +9,7 @@ succeeds and never again afterwards, so a Node deleted while the kubelet runs st
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import platform
@@ -65,6 +66,7 @@ class NodeAgent:
         self.ready_since = ""
         self.last_ready: bool | None = None
         self.mirrors: dict[str, str] = {}  # pod -> the manifest sha its mirror reflects
+        self.mirror_status: dict[str, str] = {}  # pod -> the status its mirror was last given (JSON)
         self.lease_error = ""
 
     def default_labels(self) -> dict[str, str]:
@@ -174,16 +176,18 @@ class NodeAgent:
             return False
         return True
 
-    def renew_lease(self) -> None:
+    def renew_lease(self) -> bool:
+        """Renew (or create) the node's Lease; False when that failed (the caller retries sooner)."""
         now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         path = f"/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases/{self.name}"
         spec = {"holderIdentity": self.name, "leaseDurationSeconds": 40, "renewTime": now}
         try:
             self.api.patch(path, {"spec": spec})
+            return True
         except RestError as exc:
             if exc.status != 404:
                 log.warning("failed to renew the node lease: %s", exc)
-                return
+                return False
             lease = {
                 "apiVersion": "coordination.k8s.io/v1",
                 "kind": "Lease",
@@ -192,25 +196,36 @@ class NodeAgent:
             }
             try:
                 self.api.post("/apis/coordination.k8s.io/v1/namespaces/kube-node-lease/leases", lease)
+                return True
             except RestError as exc2:
                 if str(exc2) != self.lease_error:  # once per distinct error: it repeats every heartbeat
                     log.warning("failed to create the node lease: %s", exc2)
                 self.lease_error = str(exc2)
+                return False
 
     def sync_mirrors(self, pods: dict[str, PodState]) -> None:
-        """Mirror pods (``<pod>-<node>`` in kube-system) with the static pods' states."""
+        """Mirror pods (``<pod>-<node>`` in kube-system) with the static pods' states.
+
+        A mirror is created again when its manifest changed; its status is sent when it differs from
+        what was last sent (called every second, this sends nothing on a steady node)."""
         base = "/api/v1/namespaces/kube-system/pods"
         for name in [n for n in self.mirrors if n not in pods]:
             with contextlib.suppress(RestError):
                 self.api.delete(f"{base}/{name}-{self.name}")
             del self.mirrors[name]
+            self.mirror_status.pop(name, None)
         for name, st in pods.items():
             mirror = f"{name}-{self.name}"
+            status = self._pod_status(st)
+            text = json.dumps(status, sort_keys=True)
             try:
                 if self.mirrors.get(name) != st.sha:
+                    self.mirror_status.pop(name, None)
                     self._recreate(base, mirror, st)
                     self.mirrors[name] = st.sha
-                self.api.patch(f"{base}/{mirror}/status", {"status": self._pod_status(st)})
+                if self.mirror_status.get(name) != text:
+                    self.api.patch(f"{base}/{mirror}/status", {"status": status})
+                    self.mirror_status[name] = text
             except RestError as exc:
                 log.debug("mirror pod %s: %s", mirror, exc)
 
