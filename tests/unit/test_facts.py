@@ -126,9 +126,9 @@ etcd||enabled
 haproxy|active|enabled
 
 @@capstan@@ stat
-regular file|755|root|root|3|/etc/hostname
-directory|755|root|root|4096|/etc
-regular file|644|root|root|37|/etc/fstab
+regular file|755|root|root|2049|131090|3|2026-11-20 10:01:02.5 +0000|2026-11-20 10:01:02.5 +0000|/etc/hostname
+directory|755|root|root|2049|2|4096|2026-11-20 10:01:02.5 +0000|2026-11-20 10:01:02.5 +0000|/etc
+regular file|644|root|root|2049|131091|37|2026-11-20 10:01:02.5 +0000|2026-11-20 10:01:02.5 +0000|/etc/fstab
 
 @@capstan@@ sums
 427f93cafd9cc19be6eec03e590c9c6cdf9f688a5eaf21fa8d72351e2b15fd05  /etc/hostname
@@ -142,11 +142,17 @@ IyBVTkNPTkZJR1VSRUQgRlNUQUIgRk9SIEJBU0UgU1lTVEVNCg==
 1|/dev/vda         264212084 23605100  82785812      23% /
 
 @@capstan@@ sysctls
-0|1|0\x20
-1|1|1\x20
-2|1|0\x20
-3|1|\x20
+0|1|
+1|1|
+2|1|
+3|1|
 4|0|
+
+@@capstan@@ sysctl-values
+/proc/sys/net/ipv4/ip_forward:0
+/proc/sys/net/bridge/bridge-nf-call-iptables:1
+/proc/sys/vm/overcommit_memory:0
+/proc/sys/net/ipv4/ip_local_reserved_ports:
 
 @@capstan@@ users
 root|0
@@ -558,3 +564,22 @@ def test_clock_skew_counts_only_what_lies_outside_the_gather_window() -> None:
     assert clock_skew(999, 999.5, 1000.0) == 0  # whole seconds: 999 stands for up to 999.99...
     assert clock_skew(1030, 990.0, 1010.0) == 20  # ahead of the answer's arrival
     assert clock_skew(970, 990.0, 1010.0) == 19  # behind the request's sending (970 + 1 s)
+
+
+def test_sysctl_values_are_matched_by_their_whole_path_and_joined_across_lines() -> None:
+    query = FactsQuery(
+        sysctls=("net.ipv4.conf.eth0:1.forwarding", "dev.raid.speed_limit_min", "a.b"), binaries=()
+    )
+    out = (
+        "\n@@capstan@@ sysctls\n0|1|\n1|1|\n2|1|\n"
+        "@@capstan@@ sysctl-values\n"
+        "/proc/sys/net/ipv4/conf/eth0:1/forwarding:1\n"
+        "/proc/sys/dev/raid/speed_limit_min:1000\n/proc/sys/dev/raid/speed_limit_min:\t2000\n"
+        "@@capstan@@ end\n"
+    )
+    facts = parse_facts(out, query, host="h")
+    assert facts.sysctls == {
+        "net.ipv4.conf.eth0:1.forwarding": "1",
+        "dev.raid.speed_limit_min": "1000 2000",
+        "a.b": "",  # readable and empty: grep printed no line for it
+    }

@@ -83,7 +83,8 @@ def test_gather_plan_apply_on_many_hosts_one_unreachable() -> None:
         return (
             f"\n@@capstan@@ hostname\n{hostname}\n@@capstan@@ tools\nsystemctl\nsysctl\n"
             f"@@capstan@@ units\netcd|active|enabled\n@@capstan@@ stat\n"
-            f"@@capstan@@ sysctls\n0|1|{ip_forward}\n@@capstan@@ end\n"
+            f"@@capstan@@ sysctls\n0|1|\n@@capstan@@ sysctl-values\n"
+            f"/proc/sys/net/ipv4/ip_forward:{ip_forward}\n@@capstan@@ end\n"
         )
 
     hosts = [FakeTransport(f"h{i}") for i in range(1, 5)]

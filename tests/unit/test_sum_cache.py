@@ -166,3 +166,31 @@ def test_a_truncated_cache_entry_is_hashed_again_under_set_e(tmp_path: Path) -> 
     rec.write_text(rec.read_text().splitlines()[0])  # the signature line only, no newline
     out = run('set -eu; v=$(sumof "$1"); echo "$v"', str(big), cache=cache)
     assert out == hashlib.sha256(big.read_bytes()).hexdigest()
+
+
+def test_the_gather_trusts_a_kept_sum_through_the_signature_of_its_own_stat(tmp_path: Path) -> None:
+    """The gather passes each big file's size and signature from its one ``stat`` instead of running
+    two more: the signature must be exactly what ``sumkeep`` stored, or every kept sum is lost."""
+    from capstan.facts.parse import parse_facts
+    from capstan.facts.query import FactsQuery, build_script
+
+    state = tmp_path / "state"
+    state.mkdir()
+    cache = state / "sums"
+    odd = tmp_path / "a dir|with $odd" / "kube let"
+    odd.parent.mkdir()
+    odd.write_bytes(os.urandom(SUM_CACHE_MIN_SIZE + 1))
+    planted = "d" * 64
+    run('sumkeep "$1" "$2"', str(odd), planted, cache=cache)
+    assert entry(cache, odd).is_file()
+
+    query = FactsQuery(files=(str(odd),), binaries=())
+    res = subprocess.run(
+        ["/bin/sh", "-c", build_script(query)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "CAPSTAN_SUM_CACHE": str(cache)},
+        check=True,
+    )
+    info = parse_facts(res.stdout, query, host="h").file(str(odd))
+    assert info is not None and info.sha256 == planted and info.size == SUM_CACHE_MIN_SIZE + 1

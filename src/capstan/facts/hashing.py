@@ -12,7 +12,9 @@ anything but a 64-character digest, ``sha256sum`` does the work; ``CAPSTAN_HASH_
 that (for tests). Small files are still hashed by one batched ``sha256sum`` in the gather: for them
 a process start costs more than the hashing.
 
-``sumof FILE`` prints FILE's sha256, hashing big files only when they changed since last time. Why: a
+``sumof FILE [SIZE SIGNATURE]`` prints FILE's sha256, hashing big files only when they changed since
+last time (a caller that has just run ``stat`` on FILE passes its size and signature, saving two more
+``stat`` processes per file; the cache file's name comes from shell string operations, not ``tr``). Why: a
 converged run asks for the sum of every installed binary (some 200 MB per host) only to learn that
 nothing changed; hashing that on every run made the artifacts phase the slowest of a re-run. The
 cache entry holds the file's stat signature (device, inode, size, mtime and ctime, both to the
@@ -37,6 +39,8 @@ __all__ = ["SUM_CACHE_DIR", "SUM_CACHE_MIN_SIZE", "SUM_FUNCTION"]
 SUM_CACHE_DIR = "/var/lib/capstan/sums"
 SUM_CACHE_MIN_SIZE = 1 << 20
 """Files this large get their sha256 cached on the host, keyed by a full stat signature."""
+SIGNATURE_FORMAT = "%d|%i|%s|%y|%z"
+"""``stat -c`` format of the signature a cache entry holds (device, inode, size, mtime, ctime)."""
 
 _HASHOF = r"""hashof() {
   if [ "${CAPSTAN_HASH_WITH:-}" != sha256sum ] && command -v openssl >/dev/null 2>&1; then
@@ -53,19 +57,24 @@ _CACHE = (
     + SUM_CACHE_DIR
     + r"""}
   [ -d "${C%/*}" ] || return 1
-  sz=$(stat -L -c %s -- "$1" 2>/dev/null || echo 0)
+  if [ $# -ge 3 ]; then sz=$2 sig=$3
+  else sz=$(stat -L -c %s -- "$1" 2>/dev/null || echo 0) sig=; fi
   [ "$sz" -ge """
     + str(SUM_CACHE_MIN_SIZE)
     + r""" ] || return 1
-  k=$C/$(printf %s "$1" | tr / _)
-  sig=$(stat -L -c '%d|%i|%s|%y|%z' -- "$1" 2>/dev/null)
+  k=$1 kn=
+  while :; do case $k in */*) kn=$kn${k%%/*}_ k=${k#*/} ;; *) kn=$kn$k; break ;; esac; done
+  k=$C/$kn
+  [ -n "$sig" ] || sig=$(stat -L -c '"""
+    + SIGNATURE_FORMAT
+    + r"""' -- "$1" 2>/dev/null)
 }
 sumput() {
   if mkdir -p "$C" 2>/dev/null && printf '%s\n%s\n' "$sig" "$1" > "$k.$$" 2>/dev/null
   then mv -f "$k.$$" "$k"; else rm -f "$k.$$" 2>/dev/null; fi
 }
 sumof() {
-  if ! sumkey "$1"; then hashof "$1"; return; fi
+  if ! sumkey "$@"; then hashof "$1"; return; fi
   if [ -r "$k" ]; then
     { IFS= read -r csig || csig=; IFS= read -r csum || csum=; } < "$k"
     if [ "$csig" = "$sig" ] && [ ${#csum} -eq 64 ]; then echo "$csum"; return; fi

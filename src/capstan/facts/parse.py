@@ -28,7 +28,14 @@ from capstan.facts.model import (
     SwapInfo,
     UnitState,
 )
-from capstan.facts.query import MARKER, UNIT_PROPERTIES, FactsQuery, shown_units, unit_file_name
+from capstan.facts.query import (
+    MARKER,
+    UNIT_PROPERTIES,
+    FactsQuery,
+    shown_units,
+    sysctl_path,
+    unit_file_name,
+)
 
 __all__ = ["arch_of", "family_of", "parse_facts", "parse_version", "split_sections"]
 
@@ -194,6 +201,19 @@ def _file_info(fields: list[str]) -> FileInfo:
     return FileInfo(kind=kind, mode=mode, owner=owner, group=group, size=size, sha256=sha)
 
 
+def _prefixed(lines: list[str], paths: list[str]) -> dict[str, list[str]]:
+    """path -> its lines, from ``grep -H "" PATH...`` output (``PATH:line``; the longest path that
+    prefixes a line wins, so a path holding a colon is still matched whole)."""
+    by_length = sorted(set(paths), key=len, reverse=True)
+    out: dict[str, list[str]] = {}
+    for line in lines:
+        for path in by_length:
+            if line.startswith(path + ":"):
+                out.setdefault(path, []).append(line[len(path) + 1 :])
+                break
+    return out
+
+
 def _sums(lines: list[str]) -> dict[str, str]:
     """path -> sha256 from ``sha256sum`` lines (``HASH  PATH``; GNU escapes a path holding a backslash
     by starting the line with one, and writes ``\\`` for each backslash in it)."""
@@ -259,9 +279,11 @@ def parse_facts(output: str, query: FactsQuery, *, host: str) -> HostFacts:
     files: dict[str, FileInfo | None] = dict.fromkeys(stat_paths)
     sums = _sums(sec("sums"))
     for line in sec("stat"):
-        fields = line.split("|", 5)  # kind|mode|owner|group|size|path: only the path may hold a "|"
-        if len(fields) == 6 and fields[5] in files:
-            files[fields[5]] = _file_info([sums.get(fields[5], ""), *fields[:5]])
+        # kind|mode|owner|group|device|inode|size|mtime|ctime|path: only the path may hold a "|"
+        fields = line.split("|", 9)
+        if len(fields) == 10 and fields[9] in files:
+            kind, mode, owner, group, size = *fields[:4], fields[6]
+            files[fields[9]] = _file_info([sums.get(fields[9], ""), kind, mode, owner, group, size])
     binaries: dict[str, BinaryInfo | None] = dict.fromkeys(query.binaries)
     package_db = None
     for name, args, lines in sections:
@@ -287,9 +309,11 @@ def parse_facts(output: str, query: FactsQuery, *, host: str) -> HostFacts:
         if i < len(query.disk) and m:
             disk[query.disk[i]] = int(m.group(3)) // 1024
     sysctls: dict[str, str | None] = dict.fromkeys(query.sysctls)
+    values = _prefixed(sec("sysctl-values"), [sysctl_path(k) for k in query.sysctls])
     for i, fields in _indexed(sec("sysctls")):
         if i < len(query.sysctls) and fields[0] == "1":
-            sysctls[query.sysctls[i]] = " ".join("|".join(fields[1:]).split())
+            value = " ".join(values.get(sysctl_path(query.sysctls[i]), []))
+            sysctls[query.sysctls[i]] = " ".join(value.split())
     shown = shown_units(query)
     found = {u: UnitState() for u in shown} | _shown_units(sec("units-show"), shown)
     for line in sec("units"):

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 
 from capstan.errors import CapstanError
-from capstan.facts.hashing import SUM_CACHE_DIR, SUM_CACHE_MIN_SIZE, SUM_FUNCTION
+from capstan.facts.hashing import SIGNATURE_FORMAT, SUM_CACHE_DIR, SUM_CACHE_MIN_SIZE, SUM_FUNCTION
 
 __all__ = [
     "BINARY_VERSION_COMMANDS",
@@ -152,6 +152,8 @@ def _words(items: Iterable[str]) -> str:
 
 _PRELUDE = r"""LC_ALL=C; export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH; export PATH
+NL='
+'
 s() { printf '\n%s %s\n' '@@capstan@@' "$*"; }
 have() { command -v "$1" >/dev/null 2>&1; }
 T=; have timeout && T='timeout 10'
@@ -203,12 +205,13 @@ def build_script(query: FactsQuery) -> str:
         parts.append(
             f'set --; for f in {_words(stat_paths)}; do [ -e "$f" ] && set -- "$@" "$f"; done\n'
             "if [ $# -gt 0 ]; then\n"
-            "  o=$(stat -L -c '%F|%a|%U|%G|%s|%n' -- \"$@\" 2>/dev/null); s stat; printf '%s\\n' \"$o\"\n"
+            f"  o=$(stat -L -c '%F|%a|%U|%G|{SIGNATURE_FORMAT}|%n' -- \"$@\" 2>/dev/null)"
+            "; s stat; printf '%s\\n' \"$o\"\n"
             "  s sums; set --\n"
-            "  while IFS='|' read -r fk fm fu fg fz fn; do\n"
+            "  while IFS='|' read -r fk fm fu fg fd fi fz fy fc fn; do\n"
             '    case $fk in regular*) [ -r "$fn" ] || continue ;; *) continue ;; esac\n'
             f'    if [ "$fz" -lt {SUM_CACHE_MIN_SIZE} ]; then set -- "$@" "$fn"\n'
-            '    else printf \'%s  %s\\n\' "$(sumof "$fn")" "$fn"; fi\n'
+            '    else printf \'%s  %s\\n\' "$(sumof "$fn" "$fz" "$fd|$fi|$fz|$fy|$fc")" "$fn"; fi\n'
             "  done <<CAPSTAN_STAT\n$o\nCAPSTAN_STAT\n"
             '  [ $# -gt 0 ] && sha256sum -- "$@" 2>/dev/null\n'
             "fi\n"
@@ -226,17 +229,22 @@ def build_script(query: FactsQuery) -> str:
     if query.sysctls:
         paths = [sysctl_path(k) for k in query.sysctls]
         parts.append(
-            f"s sysctls; i=0; for f in {_words(paths)}; do\n"
-            '  if [ -r "$f" ]; then printf \'%s|1|%s\\n\' "$i" "$(tr \'\\t\\n\' \'  \' < "$f")"\n'
+            # Which keys exist, then every value in one `grep` (lines prefixed by the file's path):
+            # a process per key cost more than the rest of the section. Not the shell's `read`: it
+            # reads a byte at a time, and /proc/sys answers a read past offset 0 with end-of-file.
+            f"s sysctls; i=0; set --; for f in {_words(paths)}; do\n"
+            '  if [ -r "$f" ]; then printf \'%s|1|\\n\' "$i"; set -- "$@" "$f"\n'
             "  else printf '%s|0|\\n' \"$i\"; fi; i=$((i+1)); done\n"
+            'if [ $# -gt 0 ]; then s sysctl-values; grep -H -s "" -- "$@"; fi\n'
         )
     for section, db in (("users", "passwd"), ("groups", "group")):
         names: tuple[str, ...] = getattr(query, section)
         if names:
-            parts.append(
+            parts.append(  # the third field of the first line, cut out by the shell itself
                 f"s {section}; for n in {_words(names)}; do\n"
                 f'  l=$(getent {db} "$n" 2>/dev/null || grep "^$n:" /etc/{db} 2>/dev/null)\n'
-                '  printf \'%s|%s\\n\' "$n" "$(printf \'%s\' "$l" | head -n 1 | cut -d: -f3)"; done\n'
+                '  l=${l%%"$NL"*}; r=${l#*:}; r=${r#*:}; case $l in *:*:*) r=${r%%:*} ;; *) r= ;; esac\n'
+                '  printf \'%s|%s\\n\' "$n" "$r"; done\n'
             )
     if query.packages:
         words = _words(query.packages)
