@@ -18,6 +18,12 @@ DEFAULTS = {
     # The embedded server (`capstan create` without a server) gets 2 minutes to start, not Prefect's
     # 20 s: on a busy orchestrator the first start (database migrations) takes longer than that.
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    # The server learns of task runs only from events, and by default writes each event in its own
+    # transaction: a 30-host create-cluster run (some 650 task-run events) then cost the server ~20
+    # CPU-seconds and it fell behind by whole runs. In batches of up to 100, flushed every second
+    # (whole seconds only: Prefect rounds the interval down), the same work is a fraction of that.
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_BATCH_SIZE": "100",
+    "PREFECT_SERVER_SERVICES_TASK_RUN_RECORDER_FLUSH_INTERVAL": "1",
 }
 
 
