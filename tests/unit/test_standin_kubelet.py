@@ -327,3 +327,28 @@ def test_a_failed_post_or_renewal_is_tried_again_a_second_later() -> None:
     assert api.taken() == [STATUS, LEASE]
     rep.tick(2, (True, ""), {})
     assert api.taken() == []
+
+
+def test_a_manifest_is_parsed_again_only_when_its_bytes_change(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from capstan.lab.standins.kubelet import pods as pods_module
+
+    parsed: list[str] = []
+    real = pods_module.read_manifest
+
+    def counting(file: Path, data: bytes | None = None) -> Any:
+        parsed.append(file.name)
+        return real(file, data)
+
+    monkeypatch.setattr(pods_module, "read_manifest", counting)
+    _manifest(root, "registry.k8s.io/kube-scheduler:v1.37.0")
+    (root / "etc/kubernetes/manifests/broken.yaml").write_text("kind: [unclosed\n")
+    pods = StaticPods("/etc/kubernetes/manifests")
+    for _ in range(3):
+        assert list(pods.sync()) == ["kube-scheduler"]
+    assert sorted(parsed) == ["broken.yaml", "kube-scheduler.yaml"]  # once each, broken or not
+
+    _manifest(root, "registry.k8s.io/kube-scheduler:v1.37.0", ["--v=2"])
+    state = pods.sync()["kube-scheduler"]
+    assert parsed.count("kube-scheduler.yaml") == 2 and "--v=2" in state.container["command"]

@@ -57,11 +57,14 @@ class PodState:
         return str(self.container.get("image", ""))
 
 
-def read_manifest(file: Path) -> tuple[str, dict[str, Any]] | None:
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def read_manifest(file: Path, data: bytes | None = None) -> tuple[str, dict[str, Any]] | None:
     """(sha256, Pod) of a manifest, or None when it is not a v1 Pod (a real kubelet logs and skips it)."""
-    data = file.read_bytes()
+    data = file.read_bytes() if data is None else data
     try:
-        doc = yaml.safe_load(data)
+        doc = yaml.load(data, Loader=_LOADER)
     except yaml.YAMLError as exc:
         log.error("static pod %s does not parse: %s", file, exc)
         return None
@@ -139,6 +142,9 @@ class StaticPods:
         self.dir = host_path(manifest_dir)
         self.pods: dict[str, PodState] = {}
         self.adopted = runtime.load_all()
+        # manifest sha256 -> what it parsed to: a manifest is parsed again only when its bytes change
+        # (parsing every manifest every second was most of an idle control plane kubelet's CPU)
+        self.parsed: dict[str, tuple[str, dict[str, Any]] | None] = {}
 
     def _start(self, st: PodState) -> None:
         exe, error = executable_for(st.image)
@@ -185,6 +191,7 @@ class StaticPods:
         desired: dict[str, tuple[str, dict[str, Any]]] = {}
         if not self.dir.is_dir():
             return desired
+        seen: dict[str, tuple[str, dict[str, Any]] | None] = {}
         for file in sorted(self.dir.iterdir()):
             if (
                 file.name.startswith(".")
@@ -192,9 +199,15 @@ class StaticPods:
                 or not file.is_file()
             ):
                 continue
-            parsed = read_manifest(file)
+            try:
+                data = file.read_bytes()
+            except OSError:
+                continue  # removed or replaced between the listing and the read: the next pass sees it
+            sha = hashlib.sha256(data).hexdigest()
+            parsed = seen[sha] = self.parsed[sha] if sha in self.parsed else read_manifest(file, data)
             if parsed is not None:
                 desired[str(parsed[1]["metadata"]["name"])] = parsed
+        self.parsed = seen
         return desired
 
     def sync(self) -> dict[str, PodState]:
