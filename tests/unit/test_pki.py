@@ -389,3 +389,14 @@ def test_expiry_report_from_host_files_reads_kubeconfigs(pki: ClusterPKI) -> Non
     assert by_path["/etc/kubernetes/kubelet.conf"].subject == "CN=system:node:w1,O=system:nodes"
     assert by_path["/etc/kubernetes/kubelet.conf"].days_left < 0
     assert by_path["/etc/ssl/etcd/ca.crt"].is_ca
+
+
+def test_kubeconfigs_render_byte_for_byte_as_the_pure_python_emitter_would(tree: Path) -> None:
+    """The kubeconfig emitter is libyaml's (faster); a host's file written by an earlier capstan with
+    PyYAML's own emitter must still compare equal, or every converged kubeconfig would be rewritten."""
+    files = sorted(tree.glob("*/etc/kubernetes/*.conf"))
+    assert files
+    for conf in files:
+        text = conf.read_text()
+        doc = yaml.safe_load(text)
+        assert yaml.safe_dump(doc, sort_keys=False, default_flow_style=False) == text, conf

@@ -47,7 +47,7 @@ class KubeError(CapstanError):
 def parse_kubeconfig(raw: bytes, where: str) -> dict[str, Any]:
     """A kubeconfig document with one cluster and one user, or a KubeError naming ``where``."""
     try:
-        doc = yaml.safe_load(raw)
+        doc = yaml.load(raw, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # libyaml if built
     except yaml.YAMLError:
         doc = None
     if not isinstance(doc, dict) or not doc.get("clusters") or not doc.get("users"):

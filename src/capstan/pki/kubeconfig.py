@@ -17,6 +17,12 @@ import yaml
 from capstan.errors import PKIError
 from capstan.pki.certkey import CertKey, PrivateKey, load_cert, load_key
 
+# libyaml's parser and emitter when PyYAML has them: the same documents, byte for byte (a unit test
+# holds the two emitters to that), several times faster. A converged run reads back and renders every
+# kubeconfig of every host; with the pure-Python ones that was the pki phase's largest cost.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
@@ -44,7 +50,7 @@ def render_kubeconfig(*, cluster_name: str, server: str, ca_pem: bytes, user: st
             }
         ],
     }
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return yaml.dump(doc, Dumper=_DUMPER, sort_keys=False, default_flow_style=False)
 
 
 def _current_user(doc: dict[str, Any]) -> dict[str, Any] | None:
@@ -64,7 +70,7 @@ def _current_user(doc: dict[str, Any]) -> dict[str, Any] | None:
 
 def _parse(text: bytes) -> dict[str, Any] | None:
     try:
-        doc = yaml.safe_load(text)
+        doc = yaml.load(text, Loader=_LOADER)
     except yaml.YAMLError:
         return None
     return doc if isinstance(doc, dict) and doc.get("kind") == "Config" else None
