@@ -5,7 +5,9 @@
 For each size: a fresh lab, create (each phase's wall time as the flow saw it, and the slowest host's
 task duration), then a converged re-run; also the number of (phase, host) Prefect task runs, the
 orchestrator's CPU seconds and the whole machine's busy CPU seconds (the difference is the lab's
-hosts: their sshd, systemd emulator, etcd, API server stand-ins; and the Prefect server), and the
+hosts: their sshd, systemd emulator, etcd, API server stand-ins; and the Prefect server), the CPU
+seconds the hypervisor gave other guests meanwhile ("stolen": on a shared VM the same run is that
+much slower), and the
 orchestrator's peak RSS during the two runs; CPU seconds by kind of process (``proc_cpu``) during
 the create, a few seconds of the converged lab left idle, and the re-run; SSH round trips per host
 (commands and file transfers, counted in this process) for the create and the re-run. No asserts.
@@ -59,12 +61,22 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def machine_busy_seconds() -> float:
-    """CPU seconds the whole machine spent busy (all cores, from /proc/stat): lab hosts included."""
+def _cpu_fields() -> list[int]:
     with open("/proc/stat") as fh:
-        fields = [int(x) for x in fh.readline().split()[1:]]
-    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
-    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+        return [int(x) for x in fh.readline().split()[1:]] + [0] * 8
+
+
+def machine_busy_seconds() -> float:
+    """CPU seconds the whole machine spent busy (all cores, from /proc/stat): lab hosts included,
+    time the hypervisor gave to other guests ("steal") not."""
+    f = _cpu_fields()
+    return (f[0] + f[1] + f[2] + f[5] + f[6]) / os.sysconf("SC_CLK_TCK")  # user nice system irq softirq
+
+
+def stolen_seconds() -> float:
+    """CPU seconds the hypervisor ran other guests while this machine wanted to run (/proc/stat
+    "steal"): when it is large, every figure of the run is slower than the machine itself is."""
+    return _cpu_fields()[7] / os.sysconf("SC_CLK_TCK")
 
 
 def reset_peak_rss() -> None:
@@ -131,30 +143,35 @@ def bench(size: int, idle: float, trips: RoundTrips) -> None:
     try:
         reset_peak_rss()
         procs = proc_cpu.snapshot()
-        started, cpu, busy = time.monotonic(), cpu_seconds(), machine_busy_seconds()
+        started, cpu, busy, stolen = time.monotonic(), cpu_seconds(), machine_busy_seconds(), stolen_seconds()
         trips.take()
         first = create_cluster(spec=str(lab.spec_path))
         create_trips = trips.take()
         total, total_cpu = time.monotonic() - started, cpu_seconds() - cpu
         total_busy, create_procs = machine_busy_seconds() - busy, proc_cpu.spent(procs, proc_cpu.snapshot())
+        total_stolen = stolen_seconds() - stolen
         busy, procs = machine_busy_seconds(), proc_cpu.snapshot()
         time.sleep(idle)  # the converged cluster left alone: what the lab costs by itself
         idle_busy, idle_procs = machine_busy_seconds() - busy, proc_cpu.spent(procs, proc_cpu.snapshot())
         procs = proc_cpu.snapshot()
-        started, cpu, busy = time.monotonic(), cpu_seconds(), machine_busy_seconds()
+        started, cpu, busy, stolen = time.monotonic(), cpu_seconds(), machine_busy_seconds(), stolen_seconds()
         second = create_cluster(spec=str(lab.spec_path))
         rerun_trips = trips.take()
         rerun, rerun_cpu = time.monotonic() - started, cpu_seconds() - cpu
         rerun_busy, rerun_procs = machine_busy_seconds() - busy, proc_cpu.spent(procs, proc_cpu.snapshot())
+        rerun_stolen = stolen_seconds() - stolen
         tasks = sum(len(info["phases"]) for info in first["hosts"].values())
         peak = peak_rss_mb()
         phases = ", ".join(f"{p} {s:.1f}" for p, s in phase_times(first).items())
         rephases = ", ".join(f"{p} {s:.1f}" for p, s in phase_times(second).items())
         again = (
             f"{rerun:.1f} s ({second['changed']} changes; CPU: orchestrator {rerun_cpu:.1f} s, "
-            f"machine {rerun_busy:.1f} s)"
+            f"machine {rerun_busy:.1f} s, stolen {rerun_stolen:.1f} s)"
         )
-        made = f"{total:.1f} s (CPU: orchestrator {total_cpu:.1f} s, machine {total_busy:.1f} s)"
+        made = (
+            f"{total:.1f} s (CPU: orchestrator {total_cpu:.1f} s, machine {total_busy:.1f} s, "
+            f"stolen {total_stolen:.1f} s)"
+        )
         print(f"| {size} | {made} | {again} | {tasks} | {peak:.0f} MB |")
         print(f"|   | create per phase (wall, s): {walls(first)} | | | |")
         print(f"|   | create per phase (slowest host task, s): {phases} | | | |")
