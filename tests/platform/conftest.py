@@ -108,6 +108,18 @@ class Platform:
         result: list[dict[str, Any]] = self.api("POST", "/task_runs/filter", body)
         return result
 
+    def task_runs_with(self, run_id: str, names: set[str], timeout: float = 60) -> list[dict[str, Any]]:
+        """The run's task runs once those named are recorded: the server records task runs from
+        events in batches (up to a second behind the run), so a run can end before they show."""
+        found: list[dict[str, Any]] = []
+
+        def recorded() -> bool:
+            found[:] = self.task_runs(run_id)
+            return names <= {t["name"] for t in found}
+
+        self.wait_for(f"task runs {sorted(names)} of flow run {run_id}", recorded, timeout)
+        return found
+
 
 def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
     for proc in reversed(procs):

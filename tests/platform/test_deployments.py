@@ -106,7 +106,7 @@ def test_rest_python_and_cli_triggers_run_create_cluster_on_the_worker(
     for run_id in (rest["id"], str(py.id)):
         final = platform.wait_final(run_id)
         assert final["state"]["type"] == "COMPLETED", final["state"]["message"]
-        names = {t["name"] for t in platform.task_runs(run_id)}
+        names = {t["name"] for t in platform.task_runs_with(run_id, {"facts[cp1]", "facts[w1]"})}
         assert {"facts[cp1]", "facts[w1]"} <= names
         assert any(t.startswith("capstan-cluster:") for t in final["tags"])  # it held its cluster's lock
 
@@ -182,8 +182,14 @@ def test_failed_run_resumes_with_prefect_flow_run_retry(
     assert resumed["run_count"] >= 2
 
     by_name: dict[str, list[str]] = {}
-    for t in platform.task_runs(first["id"]):
-        by_name.setdefault(t["name"], []).append(t["state"]["name"])
+
+    def resumed_recorded() -> bool:  # the retry's task runs are recorded from events, a little later
+        by_name.clear()
+        for t in platform.task_runs(first["id"]):
+            by_name.setdefault(t["name"], []).append(t["state"]["name"])
+        return "Cached" in by_name.get("facts[cp1]", []) and "Completed" in by_name.get("facts[w1]", [])
+
+    platform.wait_for("the resumed run's task runs", resumed_recorded, 60)
     # cp1's facts ran once and came from the cache on retry; w1's ran again and completed.
     assert by_name["facts[cp1]"].count("Completed") == 1, by_name
     assert "Cached" in by_name["facts[cp1]"], by_name

@@ -120,7 +120,7 @@ def assert_scaled_on_worker(platform: Platform, run_id: str, block: str, new: st
     assert run["parameters"]["spec"] == f"block:{block}"
     assert run["deployment_id"] == platform.deployments[SCALE]
     assert run["work_pool_name"] == "capstan" and run["infrastructure_pid"], run  # the worker ran it
-    names = {t["name"] for t in platform.task_runs(run_id)}
+    names = {t["name"] for t in platform.task_runs_with(run_id, {f"worker-join[{new}]"})}
     assert f"worker-join[{new}]" in names, sorted(names)
     hosts = {m.group(1) for n in names if (m := re.search(r"\[([^\]]+)\]$", n))}
     assert hosts == {new}, sorted(names)  # the existing hosts were left alone
